@@ -1,0 +1,108 @@
+"""The one DB layer: SQLAlchemy async over SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+Each service owns its tables and its Alembic migrations (services/<name>/migrations,
+version table alembic_version_<name>); `migrate` runs them programmatically, and
+every migrations/env.py is just a call to `run_alembic_env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.schema import MetaData
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if is_sqlite(url):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # WAL lets readers run beside the single writer; foreign keys are off by default.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+def _alembic_config(url: str, migrations_dir: Path, service: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["version_table"] = f"alembic_version_{service}"
+    return config
+
+
+async def migrate(url: str, migrations_dir: Path, service: str) -> None:
+    """Upgrade the service's tables to head (idempotent)."""
+    from alembic import command
+
+    config = _alembic_config(url, migrations_dir, service)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            def upgrade(sync_connection: Connection) -> None:
+                config.attributes["connection"] = sync_connection
+                command.upgrade(config, "head")
+
+            await connection.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py."""
+    from alembic import context
+
+    config = context.config
+    version_table = config.attributes.get("version_table", "alembic_version")
+    connection = config.attributes.get("connection")
+
+    def run(sync_connection: Connection) -> None:
+        context.configure(
+            connection=sync_connection,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            render_as_batch=sync_connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if connection is not None:
+        run(connection)
+        return
+
+    async def standalone() -> None:
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+        await engine.dispose()
+
+    asyncio.run(standalone())

@@ -1,0 +1,161 @@
+"""NATS JetStream: connections, the streams and consumers of the brief, subjects.
+
+Streams (all file storage):
+  DISPATCH  dispatch.<tenant>.<branch>             work queue; one job attempt per message
+  TILES     tiles.<tenant>.<branch>.<job_id>       work queue; coordinates, never pixels
+  RESULTS   results.<tenant>.<job_id>              work queue; storage merges them
+  STATUS    status.<tenant>.<job_id>               work queue; the scheduler consumes it
+  EVENTS    events.<tenant>.<workflow_id>          limits retention (24 h), for watchers
+Each work-queue stream has ONE durable pull consumer that every replica binds to,
+so each message goes to exactly one replica (a WorkQueue stream allows no more).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+log = logging.getLogger(__name__)
+
+DAY_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class WorkQueue:
+    """A work-queue stream and its one shared durable pull consumer."""
+
+    stream: str
+    subjects: str
+    durable: str
+    ack_wait: float
+    max_deliver: int
+    max_ack_pending: int
+
+
+DISPATCH = WorkQueue("DISPATCH", "dispatch.>", "planners", ack_wait=60, max_deliver=10, max_ack_pending=1000)
+TILES = WorkQueue("TILES", "tiles.>", "workers", ack_wait=60, max_deliver=5, max_ack_pending=10000)
+RESULTS = WorkQueue("RESULTS", "results.>", "storage", ack_wait=30, max_deliver=20, max_ack_pending=20000)
+STATUS = WorkQueue("STATUS", "status.>", "scheduler", ack_wait=30, max_deliver=20, max_ack_pending=20000)
+WORK_QUEUES = (DISPATCH, TILES, RESULTS, STATUS)
+EVENTS_STREAM = "EVENTS"
+# Core NATS: inference replicas announce themselves here every few seconds.
+WORKER_HEARTBEAT_SUBJECT = "workers.heartbeat"
+
+
+def dispatch_subject(tenant: str, branch: str) -> str:
+    return f"dispatch.{tenant}.{branch}"
+
+
+def tiles_subject(tenant: str, branch: str, job_id: str) -> str:
+    return f"tiles.{tenant}.{branch}.{job_id}"
+
+
+def results_subject(tenant: str, job_id: str) -> str:
+    return f"results.{tenant}.{job_id}"
+
+
+def status_subject(tenant: str, job_id: str) -> str:
+    return f"status.{tenant}.{job_id}"
+
+
+def events_subject(tenant: str, workflow_id: str = "*") -> str:
+    return f"events.{tenant}.{workflow_id}"
+
+
+def cancel_subject(tenant: str, job_id: str = "*") -> str:
+    """Core NATS (not a stream): tells planners and workers to drop a job's tiles now."""
+    return f"cancel.{tenant}.{job_id}"
+
+
+def max_deliveries_advisory(queue: WorkQueue) -> str:
+    """Published when a message ran out of deliveries; it then stays in the stream."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{queue.stream}.{queue.durable}"
+
+
+async def connect(
+    url: str,
+    name: str,
+    on_connection_change: Callable[[bool], Awaitable[None]] | None = None,
+) -> Client:
+    """Connect with endless reconnects; on_connection_change(up) follows the link."""
+
+    async def disconnected() -> None:
+        log.warning("NATS disconnected")
+        if on_connection_change:
+            await on_connection_change(False)
+
+    async def reconnected() -> None:
+        log.info("NATS reconnected")
+        if on_connection_change:
+            await on_connection_change(True)
+
+    async def error(exc: Exception) -> None:
+        log.warning("NATS error: %s", exc)
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create or update every stream and durable consumer (idempotent)."""
+    for queue in WORK_QUEUES:
+        await _ensure_stream(
+            js,
+            StreamConfig(
+                name=queue.stream,
+                subjects=[queue.subjects],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=120,
+            ),
+        )
+        await js.add_consumer(
+            queue.stream,
+            ConsumerConfig(
+                durable_name=queue.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=queue.ack_wait,
+                max_deliver=queue.max_deliver,
+                max_ack_pending=queue.max_ack_pending,
+            ),
+        )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=["events.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=DAY_SECONDS,
+            duplicate_window=120,
+        ),
+    )
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)
+
+
+async def bind(js: JetStreamContext, queue: WorkQueue) -> JetStreamContext.PullSubscription:
+    """Bind to a work queue's shared durable consumer."""
+    return await js.pull_subscribe_bind(queue.durable, stream=queue.stream)
