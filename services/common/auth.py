@@ -25,8 +25,7 @@ def is_subject_safe(value: str) -> bool:
 def require_subject_safe(value: str, field: str) -> str:
     if not is_subject_safe(value):
         raise InvalidArgument(
-            f"{field} {value!r} is not allowed: use 1-64 letters, digits, '-' or '_' "
-            "(no '.', '*', '>' or spaces)",
+            f"{field} {value!r} is not allowed: use 1-64 letters, digits, '-' or '_' (no '.', '*', '>' or spaces)",
             field=field,
         )
     return value

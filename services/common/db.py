@@ -29,13 +29,20 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            # WAL lets readers run beside the single writer; foreign keys are off by default.
+            # We issue BEGIN ourselves (below); WAL lets readers run beside the single writer.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+            # SQLite's single writer: take the write lock at BEGIN, so a transaction that
+            # reads then writes never fails to upgrade (SQLITE_BUSY) midway.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -68,6 +75,7 @@ async def migrate(url: str, migrations_dir: Path, service: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
+
             def upgrade(sync_connection: Connection) -> None:
                 config.attributes["connection"] = sync_connection
                 command.upgrade(config, "head")

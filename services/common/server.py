@@ -27,6 +27,7 @@ from services.common import db, jetstream
 from services.common.errors import ErrorMappingInterceptor
 from services.common.settings import Settings
 from services.common.telemetry import setup_logging, start_metrics_server
+from services.common.tracing import ServerObservabilityInterceptor, setup_tracing
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -38,7 +39,7 @@ class ServiceApp:
         self.settings = settings
         self.grace = grace
         self.server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor()],
+            interceptors=[ServerObservabilityInterceptor(), ErrorMappingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -139,6 +140,7 @@ def main(name: str, build: Callable[[ServiceApp], Awaitable[None]]) -> None:
     """Entry point of `python -m services.<name>`."""
     settings = Settings.from_env()
     setup_logging(name, settings.log_format)
+    setup_tracing(name)
     app = ServiceApp(name, settings)
 
     async def start() -> None:

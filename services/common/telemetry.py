@@ -13,6 +13,8 @@ import time
 
 from prometheus_client import start_http_server
 
+from services.common.tracing import current_trace_id
+
 CONTEXT_FIELDS = ("tenant", "workflow_id", "job_id", "trace_id", "method", "code", "reason", "worker_id", "model")
 
 
@@ -29,6 +31,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if "trace_id" not in line and (trace_id := current_trace_id()):
+            line["trace_id"] = trace_id
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value not in (None, ""):

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(slidelane/v1/visualization_service.proto\x12\x0cslidelane.v1\x1a\x1cgoogle/api/annotations.proto\")\n\x17GetVisualizationRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x0cHistogramBin\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xe5\x01\n\x18GetVisualizationResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12\x13\n\x0bslide_width\x18\x03 \x01(\x03\x12\x14\n\x0cslide_height\x18\x04 \x01(\x03\x12\x0b\n\x03mpp\x18\x05 \x01(\x01\x12\x13\n\x0btotal_cells\x18\x06 \x01(\x03\x12\x17\n\x0ftissue_fraction\x18\x07 \x01(\x01\x12\x32\n\x0e\x61rea_histogram\x18\x08 \x03(\x0b\x32\x1a.slidelane.v1.HistogramBin\x12\r\n\x05model\x18\t \x01(\t2\xad\x01\n\x14VisualizationService\x12\x94\x01\n\x10GetVisualization\x12%.slidelane.v1.GetVisualizationRequest\x1a&.slidelane.v1.GetVisualizationResponse\"1\x82\xd3\xe4\x93\x02+\x12)/api/visualization/{job_id}/visualizationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(slidelane/v1/visualization_service.proto\x12\x0cslidelane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"N\n\x13GetSlideTileRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\x05\x12\x0b\n\x03\x63ol\x18\x03 \x01(\x05\x12\x0b\n\x03row\x18\x04 \x01(\x05\"m\n\x10ListCellsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\t\n\x01x\x18\x02 \x01(\x01\x12\t\n\x01y\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x01\x12\x0e\n\x06height\x18\x05 \x01(\x01\x12\x14\n\x0cmax_polygons\x18\x06 \x01(\x05\"U\n\tCellShape\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\x03\x12\x12\n\ncentroid_x\x18\x02 \x01(\x01\x12\x12\n\ncentroid_y\x18\x03 \x01(\x01\x12\x0f\n\x07polygon\x18\x04 \x03(\x02\"l\n\x11ListCellsResponse\x12&\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x17.slidelane.v1.CellShape\x12\x16\n\x0e\x63\x65ntroids_only\x18\x02 \x01(\x08\x12\x17\n\x0ftotal_in_region\x18\x03 \x01(\x03\")\n\x17GetVisualizationRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x0cHistogramBin\x12\r\n\x05lower\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xe5\x01\n\x18GetVisualizationResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12\x13\n\x0bslide_width\x18\x03 \x01(\x03\x12\x14\n\x0cslide_height\x18\x04 \x01(\x03\x12\x0b\n\x03mpp\x18\x05 \x01(\x01\x12\x13\n\x0btotal_cells\x18\x06 \x01(\x03\x12\x17\n\x0ftissue_fraction\x18\x07 \x01(\x01\x12\x32\n\x0e\x61rea_histogram\x18\x08 \x03(\x0b\x32\x1a.slidelane.v1.HistogramBin\x12\r\n\x05model\x18\t \x01(\t2\xaf\x03\n\x14VisualizationService\x12\x94\x01\n\x10GetVisualization\x12%.slidelane.v1.GetVisualizationRequest\x1a&.slidelane.v1.GetVisualizationResponse\"1\x82\xd3\xe4\x93\x02+\x12)/api/visualization/{job_id}/visualization\x12\x86\x01\n\x0cGetSlideTile\x12!.slidelane.v1.GetSlideTileRequest\x1a\x14.google.api.HttpBody\"=\x82\xd3\xe4\x93\x02\x37\x12\x35/api/visualization/{job_id}/tiles/{level}/{col}/{row}\x12w\n\tListCells\x12\x1e.slidelane.v1.ListCellsRequest\x1a\x1f.slidelane.v1.ListCellsResponse\")\x82\xd3\xe4\x93\x02#\x12!/api/visualization/{job_id}/cellsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +35,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VISUALIZATIONSERVICE'].methods_by_name['GetVisualization']._loaded_options = None
   _globals['_VISUALIZATIONSERVICE'].methods_by_name['GetVisualization']._serialized_options = b'\202\323\344\223\002+\022)/api/visualization/{job_id}/visualization'
-  _globals['_GETVISUALIZATIONREQUEST']._serialized_start=88
-  _globals['_GETVISUALIZATIONREQUEST']._serialized_end=129
-  _globals['_HISTOGRAMBIN']._serialized_start=131
-  _globals['_HISTOGRAMBIN']._serialized_end=190
-  _globals['_GETVISUALIZATIONRESPONSE']._serialized_start=193
-  _globals['_GETVISUALIZATIONRESPONSE']._serialized_end=422
-  _globals['_VISUALIZATIONSERVICE']._serialized_start=425
-  _globals['_VISUALIZATIONSERVICE']._serialized_end=598
+  _globals['_VISUALIZATIONSERVICE'].methods_by_name['GetSlideTile']._loaded_options = None
+  _globals['_VISUALIZATIONSERVICE'].methods_by_name['GetSlideTile']._serialized_options = b'\202\323\344\223\0027\0225/api/visualization/{job_id}/tiles/{level}/{col}/{row}'
+  _globals['_VISUALIZATIONSERVICE'].methods_by_name['ListCells']._loaded_options = None
+  _globals['_VISUALIZATIONSERVICE'].methods_by_name['ListCells']._serialized_options = b'\202\323\344\223\002#\022!/api/visualization/{job_id}/cells'
+  _globals['_GETSLIDETILEREQUEST']._serialized_start=115
+  _globals['_GETSLIDETILEREQUEST']._serialized_end=193
+  _globals['_LISTCELLSREQUEST']._serialized_start=195
+  _globals['_LISTCELLSREQUEST']._serialized_end=304
+  _globals['_CELLSHAPE']._serialized_start=306
+  _globals['_CELLSHAPE']._serialized_end=391
+  _globals['_LISTCELLSRESPONSE']._serialized_start=393
+  _globals['_LISTCELLSRESPONSE']._serialized_end=501
+  _globals['_GETVISUALIZATIONREQUEST']._serialized_start=503
+  _globals['_GETVISUALIZATIONREQUEST']._serialized_end=544
+  _globals['_HISTOGRAMBIN']._serialized_start=546
+  _globals['_HISTOGRAMBIN']._serialized_end=605
+  _globals['_GETVISUALIZATIONRESPONSE']._serialized_start=608
+  _globals['_GETVISUALIZATIONRESPONSE']._serialized_end=837
+  _globals['_VISUALIZATIONSERVICE']._serialized_start=840
+  _globals['_VISUALIZATIONSERVICE']._serialized_end=1271
 # @@protoc_insertion_point(module_scope)

@@ -162,7 +162,7 @@ class JobFailed(_message.Message):
     def __init__(self, message: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
 
 class JobPlan(_message.Message):
-    __slots__ = ("tenant_id", "workflow_id", "job_id", "attempt", "workflow_job_id", "job_type", "tiles_total", "slide_width", "slide_height", "mpp", "model", "tissue_fraction")
+    __slots__ = ("tenant_id", "workflow_id", "job_id", "attempt", "workflow_job_id", "job_type", "tiles_total", "slide_width", "slide_height", "mpp", "model", "tissue_fraction", "image_path")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +175,7 @@ class JobPlan(_message.Message):
     MPP_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TISSUE_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PATH_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     workflow_id: str
     job_id: str
@@ -187,7 +188,8 @@ class JobPlan(_message.Message):
     mpp: float
     model: str
     tissue_fraction: float
-    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., workflow_job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., tiles_total: _Optional[int] = ..., slide_width: _Optional[int] = ..., slide_height: _Optional[int] = ..., mpp: _Optional[float] = ..., model: _Optional[str] = ..., tissue_fraction: _Optional[float] = ...) -> None: ...
+    image_path: str
+    def __init__(self, tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., workflow_job_id: _Optional[str] = ..., job_type: _Optional[str] = ..., tiles_total: _Optional[int] = ..., slide_width: _Optional[int] = ..., slide_height: _Optional[int] = ..., mpp: _Optional[float] = ..., model: _Optional[str] = ..., tissue_fraction: _Optional[float] = ..., image_path: _Optional[str] = ...) -> None: ...
 
 class TissueMaskResult(_message.Message):
     __slots__ = ("plan", "mask_png", "geojson", "mask_downsample")

@@ -26,19 +26,25 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from services.common.api.slidelane.v1 import visualization_service_pb2 as slidelane_dot_v1_dot_visualization__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#slidelane/internal/v1/storage.proto\x12\x15slidelane.internal.v1\x1a\x19google/api/httpbody.proto\x1a(slidelane/v1/visualization_service.proto\"I\n\x14GetJobResultsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"<\n\x17GetVisualizationRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"Y\n\x18GetVisualizationResponse\x12=\n\rvisualization\x18\x01 \x01(\x0b\x32&.slidelane.v1.GetVisualizationResponse2\xdf\x01\n\x0eStorageService\x12V\n\rGetJobResults\x12+.slidelane.internal.v1.GetJobResultsRequest\x1a\x14.google.api.HttpBody\"\x00\x30\x01\x12u\n\x10GetVisualization\x12..slidelane.internal.v1.GetVisualizationRequest\x1a/.slidelane.internal.v1.GetVisualizationResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#slidelane/internal/v1/storage.proto\x12\x15slidelane.internal.v1\x1a\x19google/api/httpbody.proto\x1a(slidelane/v1/visualization_service.proto\"\\\n\x13GetSlideTileRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x32\n\x07request\x18\x02 \x01(\x0b\x32!.slidelane.v1.GetSlideTileRequest\"V\n\x10ListCellsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12/\n\x07request\x18\x02 \x01(\x0b\x32\x1e.slidelane.v1.ListCellsRequest\"C\n\x11ListCellsResponse\x12.\n\x05\x63\x65lls\x18\x01 \x01(\x0b\x32\x1f.slidelane.v1.ListCellsResponse\"I\n\x14GetJobResultsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"<\n\x17GetVisualizationRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"Y\n\x18GetVisualizationResponse\x12=\n\rvisualization\x18\x01 \x01(\x0b\x32&.slidelane.v1.GetVisualizationResponse2\x95\x03\n\x0eStorageService\x12V\n\rGetJobResults\x12+.slidelane.internal.v1.GetJobResultsRequest\x1a\x14.google.api.HttpBody\"\x00\x30\x01\x12u\n\x10GetVisualization\x12..slidelane.internal.v1.GetVisualizationRequest\x1a/.slidelane.internal.v1.GetVisualizationResponse\"\x00\x12R\n\x0cGetSlideTile\x12*.slidelane.internal.v1.GetSlideTileRequest\x1a\x14.google.api.HttpBody\"\x00\x12`\n\tListCells\x12\'.slidelane.internal.v1.ListCellsRequest\x1a(.slidelane.internal.v1.ListCellsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slidelane.internal.v1.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETJOBRESULTSREQUEST']._serialized_start=131
-  _globals['_GETJOBRESULTSREQUEST']._serialized_end=204
-  _globals['_GETVISUALIZATIONREQUEST']._serialized_start=206
-  _globals['_GETVISUALIZATIONREQUEST']._serialized_end=266
-  _globals['_GETVISUALIZATIONRESPONSE']._serialized_start=268
-  _globals['_GETVISUALIZATIONRESPONSE']._serialized_end=357
-  _globals['_STORAGESERVICE']._serialized_start=360
-  _globals['_STORAGESERVICE']._serialized_end=583
+  _globals['_GETSLIDETILEREQUEST']._serialized_start=131
+  _globals['_GETSLIDETILEREQUEST']._serialized_end=223
+  _globals['_LISTCELLSREQUEST']._serialized_start=225
+  _globals['_LISTCELLSREQUEST']._serialized_end=311
+  _globals['_LISTCELLSRESPONSE']._serialized_start=313
+  _globals['_LISTCELLSRESPONSE']._serialized_end=380
+  _globals['_GETJOBRESULTSREQUEST']._serialized_start=382
+  _globals['_GETJOBRESULTSREQUEST']._serialized_end=455
+  _globals['_GETVISUALIZATIONREQUEST']._serialized_start=457
+  _globals['_GETVISUALIZATIONREQUEST']._serialized_end=517
+  _globals['_GETVISUALIZATIONRESPONSE']._serialized_start=519
+  _globals['_GETVISUALIZATIONRESPONSE']._serialized_end=608
+  _globals['_STORAGESERVICE']._serialized_start=611
+  _globals['_STORAGESERVICE']._serialized_end=1016
 # @@protoc_insertion_point(module_scope)

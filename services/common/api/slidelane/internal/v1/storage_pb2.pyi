@@ -7,6 +7,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetSlideTileRequest(_message.Message):
+    __slots__ = ("tenant_id", "request")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    request: _visualization_service_pb2.GetSlideTileRequest
+    def __init__(self, tenant_id: _Optional[str] = ..., request: _Optional[_Union[_visualization_service_pb2.GetSlideTileRequest, _Mapping]] = ...) -> None: ...
+
+class ListCellsRequest(_message.Message):
+    __slots__ = ("tenant_id", "request")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    request: _visualization_service_pb2.ListCellsRequest
+    def __init__(self, tenant_id: _Optional[str] = ..., request: _Optional[_Union[_visualization_service_pb2.ListCellsRequest, _Mapping]] = ...) -> None: ...
+
+class ListCellsResponse(_message.Message):
+    __slots__ = ("cells",)
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    cells: _visualization_service_pb2.ListCellsResponse
+    def __init__(self, cells: _Optional[_Union[_visualization_service_pb2.ListCellsResponse, _Mapping]] = ...) -> None: ...
+
 class GetJobResultsRequest(_message.Message):
     __slots__ = ("tenant_id", "job_id", "format")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,16 @@ class StorageServiceStub:
                 request_serializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationRequest.SerializeToString,
                 response_deserializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationResponse.FromString,
                 _registered_method=True)
+        self.GetSlideTile = channel.unary_unary(
+                '/slidelane.internal.v1.StorageService/GetSlideTile',
+                request_serializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetSlideTileRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListCells = channel.unary_unary(
+                '/slidelane.internal.v1.StorageService/ListCells',
+                request_serializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsRequest.SerializeToString,
+                response_deserializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -68,6 +78,22 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSlideTile(self, request, context):
+        """GetSlideTile returns one Deep Zoom tile of the job's slide.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCells(self, request, context):
+        """ListCells returns the job's cells inside a region.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +106,16 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.GetVisualization,
                     request_deserializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationRequest.FromString,
                     response_serializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationResponse.SerializeToString,
+            ),
+            'GetSlideTile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSlideTile,
+                    request_deserializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.GetSlideTileRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListCells': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCells,
+                    request_deserializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsRequest.FromString,
+                    response_serializer=slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +173,60 @@ class StorageService:
             '/slidelane.internal.v1.StorageService/GetVisualization',
             slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationRequest.SerializeToString,
             slidelane_dot_internal_dot_v1_dot_storage__pb2.GetVisualizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSlideTile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slidelane.internal.v1.StorageService/GetSlideTile',
+            slidelane_dot_internal_dot_v1_dot_storage__pb2.GetSlideTileRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCells(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slidelane.internal.v1.StorageService/ListCells',
+            slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsRequest.SerializeToString,
+            slidelane_dot_internal_dot_v1_dot_storage__pb2.ListCellsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,150 @@
+"""Tile worker: pull tile tasks in batches, segment them, publish results, then ack.
+
+A result is published before its task is acked, so a worker killed mid-batch loses
+nothing: its unacked tasks are redelivered after ack_wait, and storage counts each
+tile once whatever the number of deliveries. Long batches send in_progress() so a
+slow CPU batch is not mistaken for a dead worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+from services.common import jetstream
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common.api.slidelane.v1 import metrics_service_pb2
+from services.common.slides import SlideCache, SlideError
+from services.inference.segmentation import Segmenter
+
+log = logging.getLogger(__name__)
+IN_PROGRESS_SECONDS = 10.0
+RATE_WINDOW_SECONDS = 60.0
+
+
+class TileWorker:
+    def __init__(self, js: JetStreamContext, nats: Nats, segmenter: Segmenter, worker_id: str, batch_size: int) -> None:
+        self.js = js
+        self.nats = nats
+        self.segmenter = segmenter
+        self.worker_id = worker_id
+        self.batch_size = batch_size
+        self.slides = SlideCache()
+        self._cancelled: set[str] = set()
+        self._done_at: deque[float] = deque()
+        self.busy_seconds = 0.0
+
+    def tiles_per_second(self) -> float:
+        cutoff = time.monotonic() - RATE_WINDOW_SECONDS
+        while self._done_at and self._done_at[0] < cutoff:
+            self._done_at.popleft()
+        return len(self._done_at) / RATE_WINDOW_SECONDS
+
+    def status(self) -> metrics_service_pb2.WorkerStatus:
+        status = metrics_service_pb2.WorkerStatus(
+            worker_id=self.worker_id,
+            device=self.segmenter.device,
+            tiles_per_second=self.tiles_per_second(),
+            model=self.segmenter.label,
+        )
+        status.last_seen.GetCurrentTime()
+        return status
+
+    async def heartbeat(self) -> None:
+        while True:
+            await self.nats.publish(jetstream.WORKER_HEARTBEAT_SUBJECT, self.status().SerializeToString())
+            await asyncio.sleep(2.0)
+
+    async def run(self) -> None:
+        async def on_cancel(message: Msg) -> None:
+            self._cancelled.add(message.subject.split(".", 2)[2])
+
+        await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
+        subscription = await jetstream.bind(self.js, jetstream.TILES)
+        while True:
+            try:
+                messages = await subscription.fetch(self.batch_size, timeout=1)
+            except NatsTimeout:
+                continue
+            await self.process(messages)
+
+    async def process(self, messages: list[Msg]) -> None:
+        tasks: list[tuple[Msg, messaging_pb2.TileTask]] = []
+        for message in messages:
+            task = messaging_pb2.TileTask.FromString(message.data)
+            if task.job_id in self._cancelled:
+                await message.ack()  # dropped: the job was cancelled
+            else:
+                tasks.append((message, task))
+        if not tasks:
+            return
+        keepalive = asyncio.create_task(_keep_in_progress([m for m, _ in tasks]))
+        started = time.monotonic()
+        try:
+            results = await asyncio.to_thread(self._segment, [t for _, t in tasks])
+        except SlideError as error:
+            keepalive.cancel()
+            await self._fail_tiles(tasks, error)
+            return
+        except Exception:
+            keepalive.cancel()
+            log.exception("tile batch failed; redelivering", extra={"worker_id": self.worker_id})
+            await asyncio.gather(*(m.nak(delay=2) for m, _ in tasks))
+            return
+        keepalive.cancel()
+        self.busy_seconds += time.monotonic() - started
+        for (message, task), result in zip(tasks, results, strict=True):
+            await self.js.publish(
+                jetstream.results_subject(task.tenant_id, task.job_id),
+                messaging_pb2.ResultEnvelope(tile=result).SerializeToString(),
+                headers={"Nats-Msg-Id": f"result-{task.job_id}-{task.attempt}-{task.tile_index}"},
+            )
+            await message.ack()
+            self._done_at.append(time.monotonic())
+
+    def _segment(self, tasks: list[messaging_pb2.TileTask]) -> list[messaging_pb2.TileResult]:
+        started = time.perf_counter()
+        pixels = [self.slides.read_tile(task) for task in tasks]
+        cells_per_tile = self.segmenter.segment_tiles(pixels, tasks)
+        seconds = (time.perf_counter() - started) / len(tasks)
+        return [
+            messaging_pb2.TileResult(
+                tenant_id=task.tenant_id,
+                workflow_id=task.workflow_id,
+                job_id=task.job_id,
+                attempt=task.attempt,
+                tile_index=task.tile_index,
+                tiles_total=task.tiles_total,
+                cells=cells,
+                model=self.segmenter.label,
+                worker_id=self.worker_id,
+                inference_seconds=seconds,
+            )
+            for task, cells in zip(tasks, cells_per_tile, strict=True)
+        ]
+
+    async def _fail_tiles(self, tasks: list[tuple[Msg, messaging_pb2.TileTask]], error: SlideError) -> None:
+        """An unreadable region fails its job for good; retrying the tile cannot help."""
+        for message, task in tasks:
+            status = messaging_pb2.JobStatus(
+                tenant_id=task.tenant_id,
+                workflow_id=task.workflow_id,
+                job_id=task.job_id,
+                attempt=task.attempt,
+                failed=messaging_pb2.JobFailed(message=str(error), permanent=error.permanent),
+            )
+            await self.js.publish(jetstream.status_subject(task.tenant_id, task.job_id), status.SerializeToString())
+            await message.term()
+
+
+async def _keep_in_progress(messages: list[Msg]) -> None:
+    while True:
+        await asyncio.sleep(IN_PROGRESS_SECONDS)
+        await asyncio.gather(*(m.in_progress() for m in messages))

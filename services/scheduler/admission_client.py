@@ -1,0 +1,48 @@
+"""The scheduler's side of admission: ask tenancy, apply the answer to workflows."""
+
+from __future__ import annotations
+
+import logging
+
+from services.common.api.slidelane.internal.v1 import tenancy_pb2, tenancy_pb2_grpc
+from services.scheduler.repository import WorkflowRepository
+
+log = logging.getLogger(__name__)
+
+
+class AdmissionClient:
+    def __init__(self, tenancy: tenancy_pb2_grpc.TenancyServiceStub, repository: WorkflowRepository) -> None:
+        self.tenancy = tenancy
+        self.repository = repository
+
+    async def admit_workflow(self, tenant: str, workflow_id: str) -> None:
+        reply = await self.tenancy.Admit(tenancy_pb2.AdmitRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)
+        if reply.admitted:
+            await self.repository.set_tenant_admitted(tenant)
+        else:
+            await self.repository.update_queue_positions({tenant: reply.queue_position})
+
+    async def release_workflow(self, tenant: str, workflow_id: str) -> None:
+        reply = await self.tenancy.Release(tenancy_pb2.ReleaseRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)
+        for admitted in reply.admitted_tenant_ids:
+            await self.repository.set_tenant_admitted(admitted)
+        await self.refresh_positions()
+
+    async def refresh_positions(self) -> None:
+        summary = await self.tenancy.GetAdmissionSummary(tenancy_pb2.GetAdmissionSummaryRequest(), timeout=10)
+        await self.repository.update_queue_positions(
+            {tenant: position for position, tenant in enumerate(summary.waiting_tenant_ids, start=1)}
+        )
+
+    async def reconcile(self) -> None:
+        """Admit tenants with QUEUED workflows; release workflows that ended.
+
+        Every release goes through here (a finished workflow stays `released=False`
+        until tenancy has heard of it), and Admit and Release are idempotent, so a
+        crash of either service converges to the right state.
+        """
+        for tenant, workflow_id in await self.repository.queued_workflows():
+            await self.admit_workflow(tenant, workflow_id)
+        for tenant, workflow_id in await self.repository.finished_unreleased_workflows():
+            await self.release_workflow(tenant, workflow_id)
+            await self.repository.mark_released(tenant, workflow_id)

@@ -1,0 +1,99 @@
+"""Rows -> slidelane.v1 messages, and the workflow progress rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from services.common.api.slidelane.v1 import types_pb2
+from services.scheduler.models import JobRow, WorkflowRow
+
+UNFINISHED = ("PENDING", "QUEUED", "RUNNING")
+FINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "UPSTREAM_FAILED", "CANCELLED")
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def job_state(name: str) -> int:
+    return types_pb2.JobState.Value(f"JOB_STATE_{name}")
+
+
+def workflow_state(name: str) -> int:
+    return types_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{name}")
+
+
+def job_message(row: JobRow, queue_position: int = 0) -> types_pb2.Job:
+    params = struct_pb2.Struct()
+    params.update(row.params or {})
+    return types_pb2.Job(
+        id=row.id,
+        job_id=row.job_id,
+        workflow_id=row.workflow_id,
+        job_type=row.job_type,
+        image_path=row.image_path,
+        branch=row.branch,
+        depends_on=row.depends_on,
+        params=params,
+        state=job_state(row.state),
+        created_at=timestamp(row.created_at),
+        started_at=timestamp(row.started_at),
+        finished_at=timestamp(row.finished_at),
+        attempts=row.attempts,
+        queue_position=queue_position,
+        progress=types_pb2.Progress(tiles_done=row.tiles_done, tiles_total=row.tiles_total),
+        error=row.error,
+    )
+
+
+def workflow_progress(jobs: Sequence[JobRow], floor_ratio: float) -> tuple[types_pb2.Progress, float]:
+    """Tiles done over tiles planned, unplanned jobs estimated, never below floor_ratio.
+
+    A job not planned yet counts as the mean planned size of its siblings (or one
+    tile); a finished job counts as done whatever it planned. The ratio reported is
+    at least the highest reported before, so a bar never goes backwards when a
+    plan turns out larger than its estimate or a job is retried.
+    """
+    planned = [j.tiles_total for j in jobs if j.tiles_total > 0]
+    estimate = round(sum(planned) / len(planned)) if planned else 1
+    done = total = 0
+    for job in jobs:
+        size = job.tiles_total or estimate
+        total += size
+        done += size if job.state in FINAL_JOB_STATES else min(job.tiles_done, size)
+    ratio = max(done / total if total else 0.0, floor_ratio)
+    return types_pb2.Progress(tiles_done=max(done, round(ratio * total)), tiles_total=total), ratio
+
+
+def lane_positions(jobs: Iterable[JobRow]) -> dict[str, int]:
+    """Jobs ahead of each unfinished job in its lane (given all unfinished jobs of the lanes)."""
+    ahead: dict[tuple[str, str], int] = {}
+    positions: dict[str, int] = {}
+    for job in sorted(jobs, key=lambda j: j.lane_seq):
+        lane = (job.tenant_id, job.branch)
+        positions[job.id] = ahead.get(lane, 0)
+        ahead[lane] = positions[job.id] + 1
+    return positions
+
+
+def workflow_message(row: WorkflowRow, jobs: Sequence[JobRow], positions: dict[str, int]) -> types_pb2.Workflow:
+    progress, _ = workflow_progress(jobs, row.progress_ratio)
+    return types_pb2.Workflow(
+        workflow_id=row.id,
+        name=row.name,
+        state=workflow_state(row.state),
+        created_at=timestamp(row.created_at),
+        started_at=timestamp(row.started_at),
+        finished_at=timestamp(row.finished_at),
+        queue_position=row.queue_position,
+        jobs=[job_message(j, positions.get(j.id, 0)) for j in sorted(jobs, key=lambda j: j.lane_seq)],
+        progress=progress,
+        error=row.error,
+    )

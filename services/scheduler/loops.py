@@ -1,0 +1,127 @@
+"""The scheduler's background loops.
+
+- dispatch: claim runnable lane heads (the repository writes their JobDispatch into
+  the outbox in the same transaction), woken on every change, polled as a fallback;
+- outbox: publish outbox rows (dispatches and events) to JetStream with a
+  Nats-Msg-Id, then mark them published: at-least-once, de-duplicated by the stream;
+- status: consume JobStatus from workers and storage, apply it, ack after commit;
+- admission: reconcile with tenancy (admit QUEUED tenants, release ended workflows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+from services.common import jetstream
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.scheduler.admission_client import AdmissionClient
+from services.scheduler.repository import WorkflowRepository
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+CLAIM_BATCH = 200
+OUTBOX_BATCH = 500
+STATUS_BATCH = 256
+
+
+class Wakeup:
+    """A level-triggered nudge: set() from anywhere, wait() returns at once or after timeout."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._event.clear()
+
+
+class SchedulerLoops:
+    def __init__(
+        self,
+        repository: WorkflowRepository,
+        js: JetStreamContext,
+        admission: AdmissionClient,
+        max_attempts: int,
+    ) -> None:
+        self.repository = repository
+        self.js = js
+        self.admission = admission
+        self.max_attempts = max_attempts
+        self.dispatch_wakeup = Wakeup()
+        self.outbox_wakeup = Wakeup()
+        self.admission_wakeup = Wakeup()
+
+    def wake(self) -> None:
+        self.dispatch_wakeup.set()
+        self.outbox_wakeup.set()
+        self.admission_wakeup.set()
+
+    async def dispatch(self) -> None:
+        while True:
+            claimed = await self.repository.claim_runnable(CLAIM_BATCH)
+            if claimed:
+                self.outbox_wakeup.set()
+                continue
+            await self.dispatch_wakeup.wait(POLL_SECONDS)
+
+    async def outbox(self) -> None:
+        while True:
+            rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
+            if rows:
+                acks = [
+                    await self.js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": f"outbox-{row.id}"})
+                    for row in rows
+                ]
+                await asyncio.gather(*acks)
+                await self.repository.mark_published([row.id for row in rows])
+                continue
+            await self.outbox_wakeup.wait(POLL_SECONDS)
+
+    async def admission_reconciler(self) -> None:
+        while True:
+            try:
+                await self.admission.reconcile()
+            except Exception:  # tenancy down: keep trying, the state is in the DB
+                log.warning("admission reconcile failed; retrying", exc_info=True)
+            self.dispatch_wakeup.set()
+            await self.admission_wakeup.wait(POLL_SECONDS * 4)
+
+    async def status(self) -> None:
+        subscription = await jetstream.bind(self.js, jetstream.STATUS)
+        while True:
+            try:
+                messages = await subscription.fetch(STATUS_BATCH, timeout=1)
+            except NatsTimeout:
+                continue
+            for message in messages:
+                await self.apply_status(messaging_pb2.JobStatus.FromString(message.data))
+            # Acked only after the changes are committed: a crash before this replays them,
+            # and applying a status twice is harmless (stale or repeated attempts are ignored).
+            await asyncio.gather(*(message.ack() for message in messages))
+            self.wake()
+
+    async def apply_status(self, status: messaging_pb2.JobStatus) -> None:
+        kind = status.WhichOneof("kind")
+        tenant, job_id, attempt = status.tenant_id, status.job_id, status.attempt
+        if kind == "planned":
+            await self.repository.record_progress(tenant, job_id, attempt, 0, status.planned.tiles_total)
+        elif kind == "progress":
+            await self.repository.record_progress(
+                tenant, job_id, attempt, status.progress.tiles_done, status.progress.tiles_total
+            )
+        elif kind == "succeeded":
+            await self.repository.mark_succeeded(tenant, job_id, attempt)
+        elif kind == "failed":
+            await self.repository.mark_failed(
+                tenant, job_id, attempt, status.failed.message, status.failed.permanent, self.max_attempts
+            )

@@ -1,0 +1,113 @@
+"""Consume RESULTS: spool tiles, report throttled progress, finalise finished jobs.
+
+A message is acked only after what it causes is durable (spool file written, and
+for the last tile, result files written and JobStatus published), so a crash
+replays it and the idempotent spool makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+from services.common import jetstream
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.storage.merge import AttemptSpool, ResultMerger
+
+log = logging.getLogger(__name__)
+PROGRESS_INTERVAL_SECONDS = 0.25
+FETCH_BATCH = 64
+
+
+class ResultsConsumer:
+    def __init__(self, js: JetStreamContext, nats: Nats, merger: ResultMerger) -> None:
+        self.js = js
+        self.nats = nats
+        self.merger = merger
+        self._last_progress: dict[tuple[str, int], float] = {}
+        self._cancelled: set[str] = set()
+
+    async def watch_cancellations(self) -> None:
+        async def on_cancel(message: Msg) -> None:
+            _, tenant, job_id = message.subject.split(".", 2)
+            self._cancelled.add(job_id)
+            self.merger.forget(tenant, job_id)
+
+        await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
+
+    async def run(self) -> None:
+        await self.watch_cancellations()
+        subscription = await jetstream.bind(self.js, jetstream.RESULTS)
+        while True:
+            try:
+                messages = await subscription.fetch(FETCH_BATCH, timeout=1)
+            except NatsTimeout:
+                continue
+            for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message: Msg) -> None:
+        envelope = messaging_pb2.ResultEnvelope.FromString(message.data)
+        kind = envelope.WhichOneof("kind")
+        if kind == "plan":
+            await self._on_plan(envelope.plan)
+        elif kind == "tile":
+            await self._on_tile(envelope.tile)
+        elif kind == "tissue_mask":
+            await self._on_tissue_mask(envelope.tissue_mask)
+        await message.ack()
+
+    async def _on_plan(self, plan: messaging_pb2.JobPlan) -> None:
+        if plan.job_id in self._cancelled:
+            return
+        spool = await asyncio.to_thread(self.merger.add_plan, plan)
+        await self._maybe_finish(spool)
+
+    async def _on_tile(self, tile: messaging_pb2.TileResult) -> None:
+        if tile.job_id in self._cancelled:
+            return
+        spool, _new = await asyncio.to_thread(self.merger.add_tile, tile)
+        if not await self._maybe_finish(spool):
+            await self._report_progress(tile, len(spool.tiles))
+
+    async def _on_tissue_mask(self, result: messaging_pb2.TissueMaskResult) -> None:
+        plan = result.plan
+        if plan.job_id in self._cancelled:
+            return
+        succeeded = await asyncio.to_thread(self.merger.finalise_tissue_mask, result)
+        await self._publish_status(plan.tenant_id, plan.workflow_id, plan.job_id, plan.attempt, succeeded=succeeded)
+
+    async def _maybe_finish(self, spool: AttemptSpool) -> bool:
+        if not spool.complete:
+            return False
+        plan = spool.plan
+        assert plan is not None
+        succeeded = await asyncio.to_thread(self.merger.finalise_segmentation, spool)
+        await self._publish_status(plan.tenant_id, plan.workflow_id, plan.job_id, plan.attempt, succeeded=succeeded)
+        log.info(
+            "job results stored",
+            extra={"tenant": plan.tenant_id, "job_id": plan.job_id, "model": plan.model},
+        )
+        return True
+
+    async def _report_progress(self, tile: messaging_pb2.TileResult, done: int) -> None:
+        key = (tile.job_id, tile.attempt)
+        now = time.monotonic()
+        if now - self._last_progress.get(key, 0.0) < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress[key] = now
+        progress = messaging_pb2.JobTileProgress(tiles_done=done, tiles_total=tile.tiles_total)
+        await self._publish_status(tile.tenant_id, tile.workflow_id, tile.job_id, tile.attempt, progress=progress)
+
+    async def _publish_status(self, tenant: str, workflow_id: str, job_id: str, attempt: int, **kind: object) -> None:
+        status = messaging_pb2.JobStatus(tenant_id=tenant, workflow_id=workflow_id, job_id=job_id, attempt=attempt, **kind)
+        headers = None
+        if "succeeded" in kind:
+            headers = {"Nats-Msg-Id": f"succeeded-{job_id}-{attempt}"}
+        await self.js.publish(jetstream.status_subject(tenant, job_id), status.SerializeToString(), headers=headers)

@@ -1,0 +1,64 @@
+"""Where finished results live: a local directory by default.
+
+`ResultStore` is the whole interface the storage service uses, so an S3-compatible
+store (put_object / get_object with ranged reads) can replace the local one.
+Keys are `<tenant>/<job id>/<file name>`: the tenant is part of every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class ResultStore(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def read_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]: ...
+
+    def read(self, key: str) -> bytes: ...
+
+
+class LocalDirectoryStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"result key {key!r} escapes the store")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        """Atomic: readers see the old file or the whole new one, never half of it."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def read_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        with self._path(key).open("rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                yield chunk
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
