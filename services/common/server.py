@@ -141,9 +141,10 @@ def main(name: str, build: Callable[[ServiceApp], Awaitable[None]]) -> None:
     settings = Settings.from_env()
     setup_logging(name, settings.log_format)
     setup_tracing(name)
-    app = ServiceApp(name, settings)
 
     async def start() -> None:
+        # Built inside the running loop: grpc.aio binds its server to the loop it is created on.
+        app = ServiceApp(name, settings)
         await build(app)
         await app.run()
 

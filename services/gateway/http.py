@@ -1,7 +1,13 @@
-"""The gateway's plain-HTTP side, behind Envoy: the static UI at / and /metrics."""
+"""The gateway's plain-HTTP side, behind Envoy: the static UI at /, /metrics, and the
+REST docs: /openapi.json (generated from the protos' http annotations by
+scripts/gen_openapi.py, once per process) and Swagger UI at /docs (swagger-ui-dist,
+copied into the UI build under docs/)."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import json
 from pathlib import Path
 
 from aiohttp import web
@@ -10,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 HERE = Path(__file__).resolve().parent
 UI_BUILD = HERE / "ui" / "dist"
 PLACEHOLDER = HERE / "static"
+OPENAPI_SCRIPT = HERE.parent.parent / "scripts" / "gen_openapi.py"
 
 
 def static_root() -> Path:
@@ -21,21 +28,76 @@ async def _metrics(_request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app() -> web.Application:
+def _generate_openapi() -> bytes:
+    spec = importlib.util.spec_from_file_location("slidelane_gen_openapi", OPENAPI_SCRIPT)
+    if spec is None or spec.loader is None or not OPENAPI_SCRIPT.is_file():
+        raise FileNotFoundError(OPENAPI_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return json.dumps(module.generate(), indent=1).encode()
+
+
+def _openapi_handler():  # type: ignore[no-untyped-def]
+    cached: list[bytes] = []
+    lock = asyncio.Lock()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        async with lock:
+            if not cached:
+                try:
+                    cached.append(await asyncio.to_thread(_generate_openapi))
+                except Exception as error:  # answer why instead of a bare 500
+                    return web.Response(status=503, text=f"cannot generate the OpenAPI document: {error}\n")
+        return web.Response(body=cached[0], content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    return openapi
+
+
+def _ui_config(slide_roots: tuple[Path, ...] | None) -> bytes:
+    """What the UI cannot learn from the API: the folders image_path may point into."""
+    if slide_roots is None:
+        from services.common.settings import Settings
+
+        slide_roots = Settings.from_env().slide_roots
+    return json.dumps({"slide_roots": [str(p) for p in slide_roots]}).encode()
+
+
+def build_app(slide_roots: tuple[Path, ...] | None = None) -> web.Application:
     root = static_root()
+    ui_config = _ui_config(slide_roots)
+
+    async def config(_request: web.Request) -> web.Response:
+        return web.Response(body=ui_config, content_type="application/json", headers={"Cache-Control": "no-cache"})
 
     async def index(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(root / "index.html")
 
+    async def docs(_request: web.Request) -> web.StreamResponse:
+        page = UI_BUILD / "docs" / "index.html"
+        if not page.is_file():
+            return web.Response(
+                status=404,
+                text="Swagger UI is part of the UI build: run `npm ci && npm run build` in services/gateway/ui. "
+                "The OpenAPI document itself is at /openapi.json.\n",
+            )
+        return web.FileResponse(page)
+
+    async def docs_slash(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/docs/")
+
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/openapi.json", _openapi_handler())
+    app.router.add_get("/ui-config.json", config)
+    app.router.add_get("/docs", docs_slash)
+    app.router.add_get("/docs/", docs)
     app.router.add_get("/", index)
     app.router.add_static("/", root, show_index=False)
     return app
 
 
-async def start_http(port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_app(), access_log=None)
+async def start_http(port: int, slide_roots: tuple[Path, ...] | None = None) -> web.AppRunner:
+    runner = web.AppRunner(build_app(slide_roots), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "0.0.0.0", port).start()

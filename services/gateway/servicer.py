@@ -104,6 +104,17 @@ class VisualizationServicer(visualization_service_pb2_grpc.VisualizationServiceS
         )
         return reply.visualization
 
+    async def GetSlideTile(self, request, context):  # type: ignore[no-untyped-def]
+        tenant = tenant_of(context)
+        await self.clients.scheduler.GetJob(scheduler_pb2.GetJobRequest(tenant_id=tenant, job_id=request.job_id))
+        return await self.clients.storage.GetSlideTile(storage_pb2.GetSlideTileRequest(tenant_id=tenant, request=request))
+
+    async def ListCells(self, request, context):  # type: ignore[no-untyped-def]
+        tenant = tenant_of(context)
+        await self.clients.scheduler.GetJob(scheduler_pb2.GetJobRequest(tenant_id=tenant, job_id=request.job_id))
+        reply = await self.clients.storage.ListCells(storage_pb2.ListCellsRequest(tenant_id=tenant, request=request))
+        return reply.cells
+
 
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, clients: InternalClients, workers: WorkerRegistry) -> None:

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.common import jetstream
+from services.common import jetstream, metrics
 from services.common.api.slidelane.internal.v1 import scheduler_pb2
 from services.common.api.slidelane.v1 import (
     events_pb2,
@@ -71,11 +71,13 @@ class WatchHub:
     async def watch(self, tenant: str, workflow_id: str | None) -> AsyncIterator[Watcher]:
         watcher = Watcher(workflow_id)
         self._watchers[tenant].add(watcher)
+        metrics.WATCHERS.inc()
         if tenant not in self._subscriptions:
             self._subscriptions[tenant] = await self.nats.subscribe(jetstream.events_subject(tenant, ">"), cb=self._deliver)
         try:
             yield watcher
         finally:
+            metrics.WATCHERS.dec()
             self._watchers[tenant].discard(watcher)
             if not self._watchers[tenant]:
                 del self._watchers[tenant]

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from services.common import jetstream
+from services.common import jetstream, metrics
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import metrics_service_pb2
 from services.common.slides import SlideCache, SlideError
@@ -39,13 +39,21 @@ class TileWorker:
         self.slides = SlideCache()
         self._cancelled: set[str] = set()
         self._done_at: deque[float] = deque()
-        self.busy_seconds = 0.0
+        self._busy: deque[tuple[float, float]] = deque()
 
     def tiles_per_second(self) -> float:
         cutoff = time.monotonic() - RATE_WINDOW_SECONDS
         while self._done_at and self._done_at[0] < cutoff:
             self._done_at.popleft()
         return len(self._done_at) / RATE_WINDOW_SECONDS
+
+    def busy_ratio(self) -> float:
+        """Share of the last minute this replica spent segmenting."""
+        now = time.monotonic()
+        while self._busy and self._busy[0][1] < now - RATE_WINDOW_SECONDS:
+            self._busy.popleft()
+        busy = sum(end - max(start, now - RATE_WINDOW_SECONDS) for start, end in self._busy)
+        return min(busy / RATE_WINDOW_SECONDS, 1.0)
 
     def status(self) -> metrics_service_pb2.WorkerStatus:
         status = metrics_service_pb2.WorkerStatus(
@@ -99,7 +107,10 @@ class TileWorker:
             await asyncio.gather(*(m.nak(delay=2) for m, _ in tasks))
             return
         keepalive.cancel()
-        self.busy_seconds += time.monotonic() - started
+        self._busy.append((started, time.monotonic()))
+        metrics.BATCH_SIZE.observe(len(tasks))
+        metrics.TILES_PROCESSED.labels(self.worker_id).inc(len(tasks))
+        metrics.WORKER_BUSY.labels(self.worker_id).set(self.busy_ratio())
         for (message, task), result in zip(tasks, results, strict=True):
             await self.js.publish(
                 jetstream.results_subject(task.tenant_id, task.job_id),
@@ -114,6 +125,8 @@ class TileWorker:
         pixels = [self.slides.read_tile(task) for task in tasks]
         cells_per_tile = self.segmenter.segment_tiles(pixels, tasks)
         seconds = (time.perf_counter() - started) / len(tasks)
+        for _ in tasks:
+            metrics.TILE_INFERENCE.observe(seconds)
         return [
             messaging_pb2.TileResult(
                 tenant_id=task.tenant_id,

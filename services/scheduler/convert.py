@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -12,6 +13,18 @@ from services.scheduler.models import JobRow, WorkflowRow
 
 UNFINISHED = ("PENDING", "QUEUED", "RUNNING")
 FINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "UPSTREAM_FAILED", "CANCELLED")
+FINAL_WORKFLOW_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class JobTiles(Protocol):
+    """What progress needs of a job: a JobRow, or a (state, tiles_done, tiles_total) result row."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def tiles_done(self) -> int: ...
+    @property
+    def tiles_total(self) -> int: ...
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -53,7 +66,7 @@ def job_message(row: JobRow, queue_position: int = 0) -> types_pb2.Job:
     )
 
 
-def workflow_progress(jobs: Sequence[JobRow], floor_ratio: float) -> tuple[types_pb2.Progress, float]:
+def workflow_progress(jobs: Sequence[JobTiles], floor_ratio: float) -> tuple[types_pb2.Progress, float]:
     """Tiles done over tiles planned, unplanned jobs estimated, never below floor_ratio.
 
     A job not planned yet counts as the mean planned size of its siblings (or one
@@ -72,18 +85,8 @@ def workflow_progress(jobs: Sequence[JobRow], floor_ratio: float) -> tuple[types
     return types_pb2.Progress(tiles_done=max(done, round(ratio * total)), tiles_total=total), ratio
 
 
-def lane_positions(jobs: Iterable[JobRow]) -> dict[str, int]:
-    """Jobs ahead of each unfinished job in its lane (given all unfinished jobs of the lanes)."""
-    ahead: dict[tuple[str, str], int] = {}
-    positions: dict[str, int] = {}
-    for job in sorted(jobs, key=lambda j: j.lane_seq):
-        lane = (job.tenant_id, job.branch)
-        positions[job.id] = ahead.get(lane, 0)
-        ahead[lane] = positions[job.id] + 1
-    return positions
-
-
 def workflow_message(row: WorkflowRow, jobs: Sequence[JobRow], positions: dict[str, int]) -> types_pb2.Workflow:
+    """The workflow with its jobs in submission order; positions: jobs ahead of each in its lane."""
     progress, _ = workflow_progress(jobs, row.progress_ratio)
     return types_pb2.Workflow(
         workflow_id=row.id,

@@ -16,7 +16,7 @@ import logging
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from services.common import jetstream
+from services.common import jetstream, metrics
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.admission_client import AdmissionClient
 from services.scheduler.repository import WorkflowRepository
@@ -26,6 +26,7 @@ POLL_SECONDS = 0.5
 CLAIM_BATCH = 200
 OUTBOX_BATCH = 500
 STATUS_BATCH = 256
+GAUGE_SECONDS = 5.0
 
 
 class Wakeup:
@@ -95,6 +96,22 @@ class SchedulerLoops:
                 log.warning("admission reconcile failed; retrying", exc_info=True)
             self.dispatch_wakeup.set()
             await self.admission_wakeup.wait(POLL_SECONDS * 4)
+
+    async def gauges(self) -> None:
+        """Queue depth per lane and JetStream consumer backlog, every few seconds."""
+        reported: set[tuple[str, str]] = set()
+        while True:
+            depths = await self.repository.all_lane_depths()
+            for lane in reported - depths.keys():
+                metrics.QUEUE_DEPTH.labels(*lane).set(0)
+            for lane, depth in depths.items():
+                metrics.QUEUE_DEPTH.labels(*lane).set(depth)
+            reported = set(depths)
+            for queue in jetstream.WORK_QUEUES:
+                info = await self.js.consumer_info(queue.stream, queue.durable)
+                metrics.CONSUMER_PENDING.labels(queue.stream).set(info.num_pending or 0)
+                metrics.CONSUMER_REDELIVERED.labels(queue.stream).set(info.num_redelivered or 0)
+            await asyncio.sleep(GAUGE_SECONDS)
 
     async def status(self) -> None:
         subscription = await jetstream.bind(self.js, jetstream.STATUS)

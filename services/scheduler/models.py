@@ -1,8 +1,13 @@
-"""The scheduler's tables (its own MetaData: no other service shares them)."""
+"""The scheduler's tables (its own MetaData: no other service shares them).
+
+States are stored as their short names ("RUNNING"), the proto enums without prefix.
+Every table carries tenant_id so that each query can filter on it in SQL.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import MetaData
 
+# BIGINT that SQLite still treats as its rowid alias (only INTEGER PRIMARY KEY autoincrements there).
+AUTO_ID = BigInteger().with_variant(Integer, "sqlite")
+
 
 class Base(DeclarativeBase):
     metadata = MetaData()
@@ -37,6 +45,7 @@ class WorkflowRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str] = mapped_column(Text, default="")
+    # Position of the tenant in tenancy's admission queue (0 once admitted).
     queue_position: Mapped[int] = mapped_column(Integer, default=0)
     # Last event sequence number written for this workflow (events are numbered 1, 2, ...).
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -55,7 +64,7 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # Global submission order: the FIFO order of every lane.
+    # Global submission order (dependencies first within a workflow): the FIFO order of every lane.
     lane_seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"))
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -63,8 +72,9 @@ class JobRow(Base):
     job_type: Mapped[str] = mapped_column(String(32))
     image_path: Mapped[str] = mapped_column(Text)
     branch: Mapped[str] = mapped_column(String(64))
+    # The user's job_ids, for display; scheduling reads job_dependencies.
     depends_on: Mapped[list[str]] = mapped_column(JSON, default=list)
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -73,6 +83,7 @@ class JobRow(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     tiles_done: Mapped[int] = mapped_column(Integer, default=0)
     tiles_total: Mapped[int] = mapped_column(Integer, default=0)
+    # A retried job is not claimed before this time (capped exponential backoff).
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
@@ -83,22 +94,44 @@ class JobRow(Base):
     )
 
 
+class JobDependencyRow(Base):
+    """One edge of a workflow's DAG by global ids, so the scheduler can join on it in SQL."""
+
+    __tablename__ = "job_dependencies"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    depends_on_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+
+    __table_args__ = (Index("ix_job_dependencies_depends_on", "depends_on_id"),)
+
+
 class OutboxRow(Base):
-    """Messages written in the same transaction as the change that causes them."""
+    """A message written in the same transaction as the change that causes it.
+
+    Events carry their workflow's seq; job dispatches have seq 0. A row is deleted
+    once JetStream has acknowledged it (the EVENTS stream keeps events for replay),
+    so every row in the table is waiting to be published.
+    """
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    workflow_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
     subject: Mapped[str] = mapped_column(String(256))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
-    headers: Mapped[dict] = mapped_column(JSON, default=dict)
-    published: Mapped[bool] = mapped_column(Boolean, default=False)
-
-    __table_args__ = (Index("ix_outbox_unpublished", "published", "id"),)
+    # NATS headers to publish with (e.g. traceparent).
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class LaneSeqRow(Base):
-    """One-row counter handing out lane_seq values (portable across SQLite and PostgreSQL)."""
+    """One-row counter handing out lane_seq values.
+
+    A counter row, not a database sequence: its row lock makes lane_seq order equal
+    commit order, so a job can never appear ahead of one already claimed.
+    """
 
     __tablename__ = "lane_seq"
 

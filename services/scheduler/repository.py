@@ -1,36 +1,56 @@
-"""Workflows and jobs in the DB: every query filtered by tenant in SQL.
+"""Workflows and jobs in the DB: every tenant-facing query is filtered by tenant in SQL.
 
+Another tenant's ids are simply not found (NotFound, never PermissionDenied).
 State changes and the messages they cause (events, job dispatches) are written in
 one transaction (a transactional outbox), so a crash can delay a message but never
-lose it. Branch lanes are serialised here, not in NATS: a job runs only as the
-head of its (tenant, branch) lane. On PostgreSQL the claim takes a transaction
-advisory lock so several scheduler replicas never run two jobs of one lane at once;
-on SQLite every transaction begins IMMEDIATE (one writer at a time).
+lose it. All state lives in the DB: after a restart nothing needs recovering. Jobs
+that were RUNNING stay RUNNING; the workers' status messages (JetStream, acked only
+once applied) keep arriving and finish them, and a worker's death shows up as a
+transient failure that is retried.
+
+Concurrency (several scheduler replicas). On PostgreSQL every transaction that
+changes a job's state first locks its workflows' rows (SELECT ... FOR UPDATE, in id
+order), so the workflow row is the lock of its jobs and of its event numbering;
+claims are also serialised by a transaction advisory lock, so two replicas never
+run two jobs of one lane at once. On SQLite every transaction begins IMMEDIATE (services.
+common.db), which makes it the single writer.
+
+Job outcomes (retries, failures, workflow ends) are in services.scheduler.outcomes;
+the lane rule is in services.scheduler.lanes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from google.protobuf import struct_pb2
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
-from services.common import jetstream, metrics
-from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common import metrics
 from services.common.api.slidelane.v1 import events_pb2, metrics_service_pb2, types_pb2
 from services.common.errors import InvalidArgument, NotFound
-from services.scheduler import convert
-from services.scheduler.convert import FINAL_JOB_STATES, UNFINISHED
-from services.scheduler.models import JobRow, LaneSeqRow, OutboxRow, WorkflowRow
+from services.scheduler import convert, events, lanes, outcomes
+from services.scheduler.convert import FINAL_WORKFLOW_STATES, UNFINISHED
+from services.scheduler.models import JobDependencyRow, JobRow, LaneSeqRow, OutboxRow, WorkflowRow
+from services.scheduler.outcomes import (
+    JobOutcome,
+    JobReport,
+    RetryPolicy,
+    WorkflowEnded,
+    lock_workflows,
+    queue_ready,
+    workflow_progress,
+)
 from services.scheduler.validation import PlannedJob
 
 CLAIM_LOCK_KEY = 727_001  # pg_advisory_xact_lock key serialising claims across replicas
-FINAL_WORKFLOW_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+MAX_PAGE_SIZE = 500
 
 
 def utcnow() -> datetime:
@@ -39,7 +59,24 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class CancelOutcome:
+    # Global ids of the jobs that were RUNNING: their tile work must be stopped.
     running_job_ids: list[str]
+    # Set only by the call that actually cancelled (None when already final).
+    workflow_ended: WorkflowEnded | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job the claim just started; its JobDispatch is already in the outbox."""
+
+    tenant_id: str
+    workflow_id: str
+    id: str
+    job_id: str
+    job_type: str
+    branch: str
+    image_path: str
+    attempt: int
 
 
 class WorkflowRepository:
@@ -49,58 +86,26 @@ class WorkflowRepository:
         dialect: str = "sqlite",
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
         self.dialect = dialect
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.clock = clock
 
-    # ----- events -------------------------------------------------------------
+    # ----- locks and reads ------------------------------------------------------
 
-    def _emit(self, session: AsyncSession, workflow: WorkflowRow, *events: events_pb2.WorkflowEvent) -> None:
-        """Number the events after the workflow's last one and queue them in the outbox."""
-        now = utcnow()
-        for event in events:
-            workflow.event_seq += 1
-            event.workflow_id = workflow.id
-            event.seq = workflow.event_seq
-            event.time.FromDatetime(now)
-            session.add(
-                OutboxRow(
-                    subject=jetstream.events_subject(workflow.tenant_id, workflow.id),
-                    payload=event.SerializeToString(),
-                    headers={},
-                    published=False,
-                )
-            )
-
-    @staticmethod
-    def _job_event(job: JobRow) -> events_pb2.WorkflowEvent:
-        return events_pb2.WorkflowEvent(
-            job_state_changed=events_pb2.JobStateChanged(
-                id=job.id, job_id=job.job_id, state=convert.job_state(job.state), attempts=job.attempts, error=job.error
-            )
-        )
-
-    @staticmethod
-    def _workflow_event(workflow: WorkflowRow, progress: types_pb2.Progress | None = None) -> events_pb2.WorkflowEvent:
-        return events_pb2.WorkflowEvent(
-            workflow_state_changed=events_pb2.WorkflowStateChanged(
-                state=convert.workflow_state(workflow.state),
-                queue_position=workflow.queue_position,
-                error=workflow.error,
-                progress=progress,
-            )
-        )
-
-    # ----- reads ----------------------------------------------------------------
-
-    async def _workflow(self, session: AsyncSession, tenant: str, workflow_id: str, lock: bool = False) -> WorkflowRow:
-        query = select(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant)
-        row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-        if row is None:
+    async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:
+        rows = await lock_workflows(session, (WorkflowRow.id == workflow_id) & (WorkflowRow.tenant_id == tenant))
+        if not rows:
             raise NotFound(f"workflow {workflow_id!r} not found", field="workflow_id")
-        return row
+        return rows[0]
+
+    async def _positions(self, session: AsyncSession, tenant: str, workflow_ids: Sequence[str]) -> dict[str, int]:
+        if not workflow_ids:
+            return {}
+        return dict((await session.execute(lanes.lane_positions(tenant, workflow_ids))).tuples().all())
 
     async def _jobs_of(self, session: AsyncSession, tenant: str, workflow_ids: Sequence[str]) -> list[JobRow]:
         if not workflow_ids:
@@ -108,145 +113,170 @@ class WorkflowRepository:
         query = select(JobRow).where(JobRow.tenant_id == tenant, JobRow.workflow_id.in_(workflow_ids))
         return list((await session.execute(query)).scalars())
 
-    async def _positions(self, session: AsyncSession, tenant: str, jobs: Sequence[JobRow]) -> dict[str, int]:
-        branches = {j.branch for j in jobs if j.state in UNFINISHED}
-        if not branches:
-            return {}
-        query = select(JobRow).where(JobRow.tenant_id == tenant, JobRow.branch.in_(branches), JobRow.state.in_(UNFINISHED))
-        return convert.lane_positions((await session.execute(query)).scalars())
-
     async def get_workflow(self, tenant: str, workflow_id: str) -> tuple[types_pb2.Workflow, int]:
+        """The workflow with its jobs, and the seq of its last event (a watch resumes after it)."""
         async with self.sessions() as session:
-            row = await self._workflow(session, tenant, workflow_id)
+            query = select(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant)
+            row = (await session.execute(query)).scalar_one_or_none()
+            if row is None:
+                raise NotFound(f"workflow {workflow_id!r} not found", field="workflow_id")
+            # Jobs read after the workflow row: they are at least as new as event_seq, so a
+            # watch that resumes after it may see a change twice but never misses one.
             jobs = await self._jobs_of(session, tenant, [row.id])
-            return convert.workflow_message(row, jobs, await self._positions(session, tenant, jobs)), row.event_seq
+            return convert.workflow_message(row, jobs, await self._positions(session, tenant, [row.id])), row.event_seq
 
     async def list_workflows(self, tenant: str, page_size: int, page_token: str) -> tuple[list[types_pb2.Workflow], str]:
-        offset = 0
+        """Newest first. The token is the last row's (created_at, id): pages do not shift as workflows arrive."""
+        page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
+        query = select(WorkflowRow).where(WorkflowRow.tenant_id == tenant)
         if page_token:
-            if not page_token.isdigit():
-                raise InvalidArgument("page_token is not one this server gave out", field="page_token")
-            offset = int(page_token)
-        async with self.sessions() as session:
-            query = (
-                select(WorkflowRow)
-                .where(WorkflowRow.tenant_id == tenant)
-                .order_by(WorkflowRow.created_at.desc(), WorkflowRow.id)
-                .offset(offset)
-                .limit(page_size + 1)
+            created_at, last_id = _decode_page_token(page_token)
+            query = query.where(
+                (WorkflowRow.created_at < created_at) | ((WorkflowRow.created_at == created_at) & (WorkflowRow.id < last_id))
             )
+        query = query.order_by(WorkflowRow.created_at.desc(), WorkflowRow.id.desc()).limit(page_size + 1)
+        async with self.sessions() as session:
             rows = list((await session.execute(query)).scalars())
             more = len(rows) > page_size
             rows = rows[:page_size]
-            jobs = await self._jobs_of(session, tenant, [r.id for r in rows])
-            positions = await self._positions(session, tenant, jobs)
-            by_workflow: dict[str, list[JobRow]] = {}
-            for job in jobs:
-                by_workflow.setdefault(job.workflow_id, []).append(job)
-            messages = [convert.workflow_message(r, by_workflow.get(r.id, []), positions) for r in rows]
-            return messages, str(offset + page_size) if more else ""
+            ids = [r.id for r in rows]
+            jobs = await self._jobs_of(session, tenant, ids)
+            positions = await self._positions(session, tenant, ids)
+        by_workflow: dict[str, list[JobRow]] = {}
+        for job in jobs:
+            by_workflow.setdefault(job.workflow_id, []).append(job)
+        messages = [convert.workflow_message(r, by_workflow.get(r.id, []), positions) for r in rows]
+        return messages, _encode_page_token(rows[-1]) if more else ""
 
     async def get_job(self, tenant: str, job_id: str) -> types_pb2.Job:
+        """A job by its global id."""
         async with self.sessions() as session:
             query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant)
             row = (await session.execute(query)).scalar_one_or_none()
             if row is None:
                 raise NotFound(f"job {job_id!r} not found", field="job_id")
-            positions = await self._positions(session, tenant, [row])
+            positions = await self._positions(session, tenant, [row.workflow_id])
             return convert.job_message(row, positions.get(row.id, 0))
 
-    # ----- creation and admission ------------------------------------------------
+    # ----- creation and admission --------------------------------------------------
 
-    async def create_workflow(self, tenant: str, name: str, plan: Sequence[PlannedJob]) -> str:
-        """Store a workflow QUEUED with its jobs PENDING, all or nothing."""
-        now = utcnow()
+    async def create_workflow(
+        self, tenant: str, name: str, plan: Sequence[PlannedJob], *, admitted: bool = False, queue_position: int = 0
+    ) -> str:
+        """Store a validated plan, all or nothing; returns the workflow id.
+
+        Not admitted: the workflow is QUEUED (at queue_position) and its jobs PENDING.
+        Admitted: RUNNING at once, jobs without dependencies QUEUED for their lanes.
+        """
+        now = self.clock()
         workflow_id = str(uuid.uuid4())
+        ids = {job.job_id: str(uuid.uuid4()) for job in plan}
         async with self.sessions.begin() as session:
-            counter = (await session.execute(select(LaneSeqRow).where(LaneSeqRow.id == 1).with_for_update())).scalar_one_or_none()
-            if counter is None:
-                counter = LaneSeqRow(id=1, value=0)
-                session.add(counter)
-            first_seq = counter.value + 1
-            counter.value += len(plan)
+            # The counter's row lock makes lane_seq order equal commit order across replicas.
+            last_seq = (
+                await session.execute(
+                    update(LaneSeqRow)
+                    .where(LaneSeqRow.id == 1)
+                    .values(value=LaneSeqRow.value + len(plan))
+                    .returning(LaneSeqRow.value)
+                )
+            ).scalar_one()
             workflow = WorkflowRow(
                 id=workflow_id,
                 tenant_id=tenant,
                 name=name,
-                state="QUEUED",
+                state="RUNNING" if admitted else "QUEUED",
                 created_at=now,
+                started_at=now if admitted else None,
                 error="",
-                queue_position=0,
+                queue_position=0 if admitted else queue_position,
                 event_seq=0,
                 progress_ratio=0.0,
                 released=False,
             )
-            session.add(workflow)
-            await session.flush()
-            for offset, job in enumerate(plan):
-                session.add(
-                    JobRow(
-                        id=str(uuid.uuid4()),
-                        lane_seq=first_seq + offset,
-                        workflow_id=workflow_id,
-                        tenant_id=tenant,
-                        job_id=job.job_id,
-                        job_type=job.job_type,
-                        image_path=job.image_path,
-                        branch=job.branch,
-                        depends_on=job.depends_on,
-                        params=job.params,
-                        state="PENDING",
-                        created_at=now,
-                        attempts=0,
-                        error="",
-                        tiles_done=0,
-                        tiles_total=0,
-                    )
+            jobs = [
+                JobRow(
+                    id=ids[job.job_id],
+                    lane_seq=last_seq - len(plan) + 1 + offset,
+                    workflow_id=workflow_id,
+                    tenant_id=tenant,
+                    job_id=job.job_id,
+                    job_type=job.job_type,
+                    image_path=job.image_path,
+                    branch=job.branch,
+                    depends_on=list(job.depends_on),
+                    params=dict(job.params),
+                    state="QUEUED" if admitted and not job.depends_on else "PENDING",
+                    created_at=now,
+                    attempts=0,
+                    error="",
+                    tiles_done=0,
+                    tiles_total=0,
                 )
-            self._emit(session, workflow, self._workflow_event(workflow))
+                for offset, job in enumerate(plan)
+            ]
+            session.add(workflow)
+            await session.flush()  # no ORM relationship orders the inserts: the workflow row goes first
+            session.add_all(jobs)
+            await session.flush()
+            edges = [{"job_id": ids[job.job_id], "depends_on_id": ids[dep]} for job in plan for dep in job.depends_on]
+            if edges:
+                await session.execute(insert(JobDependencyRow), edges)
+            created = [events.workflow_state_changed(workflow)]
+            created += [events.job_state_changed(job) for job in jobs if job.state == "QUEUED"]
+            session.add_all(events.outbox_events(workflow, created, now))
         return workflow_id
 
-    async def set_tenant_admitted(self, tenant: str) -> int:
-        """Start every QUEUED workflow of an admitted tenant."""
-        now = utcnow()
+    async def set_tenant_admitted(self, tenant: str) -> list[str]:
+        """Start every QUEUED workflow of an admitted tenant; returns their ids."""
+        now = self.clock()
         async with self.sessions.begin() as session:
-            query = select(WorkflowRow).where(WorkflowRow.tenant_id == tenant, WorkflowRow.state == "QUEUED").with_for_update()
-            rows = list((await session.execute(query)).scalars())
-            for workflow in rows:
+            workflows = await lock_workflows(session, (WorkflowRow.tenant_id == tenant) & (WorkflowRow.state == "QUEUED"))
+            if not workflows:
+                return []
+            by_id = {w.id: w for w in workflows}
+            changes: dict[str, list[events_pb2.WorkflowEvent]] = {}
+            for workflow in workflows:
                 workflow.state = "RUNNING"
                 workflow.started_at = now
                 workflow.queue_position = 0
-                self._emit(session, workflow, self._workflow_event(workflow))
-            return len(rows)
+                changes[workflow.id] = [events.workflow_state_changed(workflow)]
+            for job in await queue_ready(session, (JobRow.tenant_id == tenant) & JobRow.workflow_id.in_(by_id)):
+                changes[job.workflow_id].append(events.job_state_changed(job))
+            for workflow_id, workflow_events in changes.items():
+                session.add_all(events.outbox_events(by_id[workflow_id], workflow_events, now))
+            return list(by_id)
 
     async def update_queue_positions(self, positions: dict[str, int]) -> None:
+        """tenant -> its admission queue position, shown on its QUEUED workflows."""
         if not positions:
             return
+        now = self.clock()
         async with self.sessions.begin() as session:
-            query = (
-                select(WorkflowRow).where(WorkflowRow.state == "QUEUED", WorkflowRow.tenant_id.in_(positions)).with_for_update()
-            )
-            for workflow in (await session.execute(query)).scalars():
+            queued = (WorkflowRow.state == "QUEUED") & WorkflowRow.tenant_id.in_(positions)
+            for workflow in await lock_workflows(session, queued):
                 position = positions[workflow.tenant_id]
                 if workflow.queue_position != position:
                     workflow.queue_position = position
-                    self._emit(session, workflow, self._workflow_event(workflow))
+                    session.add_all(events.outbox_events(workflow, [events.workflow_state_changed(workflow)], now))
 
     async def queued_workflows(self) -> list[tuple[str, str]]:
+        """(tenant, workflow id) of every workflow waiting for admission, oldest first."""
         async with self.sessions() as session:
             query = (
                 select(WorkflowRow.tenant_id, WorkflowRow.id)
                 .where(WorkflowRow.state == "QUEUED")
                 .order_by(WorkflowRow.created_at)
             )
-            return [(t, w) for t, w in (await session.execute(query)).all()]
+            return list((await session.execute(query)).tuples())
 
     async def finished_unreleased_workflows(self) -> list[tuple[str, str]]:
+        """(tenant, workflow id) of ended workflows tenancy has not been told about."""
         async with self.sessions() as session:
             query = select(WorkflowRow.tenant_id, WorkflowRow.id).where(
                 WorkflowRow.state.in_(FINAL_WORKFLOW_STATES), WorkflowRow.released.is_(False)
             )
-            return [(t, w) for t, w in (await session.execute(query)).all()]
+            return list((await session.execute(query)).tuples())
 
     async def mark_released(self, tenant: str, workflow_id: str) -> None:
         async with self.sessions.begin() as session:
@@ -254,267 +284,158 @@ class WorkflowRepository:
                 update(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant).values(released=True)
             )
 
-    # ----- the lane scheduler ------------------------------------------------------
+    # ----- the lane scheduler --------------------------------------------------------
 
-    async def claim_runnable(self, limit: int) -> int:
-        """Start up to `limit` lane heads whose dependencies succeeded; returns how many.
+    async def claim_runnable(self, limit: int) -> list[ClaimedJob]:
+        """Start up to `limit` runnable lane heads (see services.scheduler.lanes), atomically.
 
-        A job runs only when no earlier unfinished job of its (tenant, branch) lane
-        exists: strict FIFO per lane across the tenant's workflows. A retried job
-        keeps its place (its lane_seq), so it stays the head while it waits.
+        Each started job gets attempts+1 and started_at, a JobStateChanged event and
+        a JobDispatch in the outbox, in the same transaction. Set-based: one query
+        finds the heads, one locks their workflows, one re-reads the jobs under lock.
         """
-        now = utcnow()
+        now = self.clock()
         async with self.sessions.begin() as session:
             if self.dialect == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-            earlier = aliased(JobRow)
+            heads = (await session.execute(lanes.runnable_heads(limit, now))).tuples().all()
+            if not heads:
+                return []
+            workflows = {w.id: w for w in await lock_workflows(session, WorkflowRow.id.in_({w for _, w in heads}))}
+            # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
             query = (
                 select(JobRow)
-                .join(WorkflowRow, WorkflowRow.id == JobRow.workflow_id)
-                .where(
-                    JobRow.state.in_(("PENDING", "QUEUED")),
-                    WorkflowRow.state == "RUNNING",
-                    (JobRow.next_attempt_at.is_(None)) | (JobRow.next_attempt_at <= now),
-                    ~exists().where(
-                        and_(
-                            earlier.tenant_id == JobRow.tenant_id,
-                            earlier.branch == JobRow.branch,
-                            earlier.state.in_(UNFINISHED),
-                            earlier.lane_seq < JobRow.lane_seq,
-                        )
-                    ),
-                )
+                .where(JobRow.id.in_([job_id for job_id, _ in heads]), JobRow.state == "QUEUED")
                 .order_by(JobRow.lane_seq)
-                .limit(limit)
+                .execution_options(populate_existing=True)
             )
-            heads = list((await session.execute(query)).scalars())
-            if not heads:
-                return 0
-            deps_needed = {(j.workflow_id, d) for j in heads for d in j.depends_on}
-            dep_states: dict[tuple[str, str], str] = {}
-            if deps_needed:
-                rows = await session.execute(
-                    select(JobRow.workflow_id, JobRow.job_id, JobRow.state).where(
-                        JobRow.workflow_id.in_({w for w, _ in deps_needed})
-                    )
-                )
-                dep_states = {(w, j): s for w, j, s in rows.all()}
-            runnable = [j for j in heads if all(dep_states.get((j.workflow_id, d)) == "SUCCEEDED" for d in j.depends_on)]
-            waiting = [j for j in heads if j not in runnable and j.state == "PENDING"]
-            workflows = await self._lock_workflows(session, {j.workflow_id for j in runnable + waiting})
-            for job in waiting:
-                # Head of its lane, waiting only for dependencies: QUEUED says so.
-                job.state = "QUEUED"
-                self._emit(session, workflows[job.workflow_id], self._job_event(job))
-            for job in runnable:
+            jobs = list((await session.execute(query)).scalars())
+            started: dict[str, list[events_pb2.WorkflowEvent]] = {}
+            for job in jobs:
                 job.state = "RUNNING"
                 job.attempts += 1
                 job.started_at = now
                 job.tiles_done = 0
                 job.next_attempt_at = None
-                self._emit(session, workflows[job.workflow_id], self._job_event(job))
-                session.add(self._dispatch_row(job))
-            metrics.JOBS_ACTIVE.inc(len(runnable))
-            return len(runnable)
+                started.setdefault(job.workflow_id, []).append(events.job_state_changed(job))
+                session.add(events.outbox_dispatch(job, now))
+            for workflow_id, workflow_events in started.items():
+                session.add_all(events.outbox_events(workflows[workflow_id], workflow_events, now))
+            return [
+                ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts)
+                for j in jobs
+            ]
 
-    async def _lock_workflows(self, session: AsyncSession, ids: set[str]) -> dict[str, WorkflowRow]:
-        if not ids:
-            return {}
-        query = select(WorkflowRow).where(WorkflowRow.id.in_(ids)).with_for_update()
-        return {w.id: w for w in (await session.execute(query)).scalars()}
+    # ----- job outcomes ------------------------------------------------------------------
 
-    @staticmethod
-    def _dispatch_row(job: JobRow) -> OutboxRow:
-        params = struct_pb2.Struct()
-        params.update(job.params or {})
-        dispatch = messaging_pb2.JobDispatch(
-            tenant_id=job.tenant_id,
-            workflow_id=job.workflow_id,
-            id=job.id,
-            job_id=job.job_id,
-            job_type=job.job_type,
-            image_path=job.image_path,
-            branch=job.branch,
-            params=params,
-            attempt=job.attempts,
-        )
-        return OutboxRow(
-            subject=jetstream.dispatch_subject(job.tenant_id, job.branch),
-            payload=dispatch.SerializeToString(),
-            headers={},
-            published=False,
-        )
+    async def apply_reports(self, reports: Sequence[JobReport], max_attempts: int) -> list[JobOutcome]:
+        """Apply a batch of status reports in one transaction; one outcome per report.
 
-    # ----- job outcomes --------------------------------------------------------------
-
-    async def _current_job(self, session: AsyncSession, tenant: str, job_id: str, attempt: int) -> JobRow | None:
-        """The job if this attempt is the one running; stale or repeated reports get None."""
-        query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant).with_for_update()
-        job = (await session.execute(query)).scalar_one_or_none()
-        if job is None or job.state != "RUNNING" or job.attempts != attempt:
-            return None
-        return job
-
-    async def record_progress(self, tenant: str, job_id: str, attempt: int, tiles_done: int, tiles_total: int) -> None:
+        The fast path for the status consumer: the transaction's fixed cost is paid
+        once per batch. If it raises, nothing of the batch was applied, and the
+        reports can be retried one by one.
+        """
+        policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
         async with self.sessions.begin() as session:
-            job = await self._current_job(session, tenant, job_id, attempt)
-            if job is None or (job.tiles_done, job.tiles_total) == (tiles_done, tiles_total):
-                return
-            job.tiles_done = max(job.tiles_done, tiles_done)
-            job.tiles_total = tiles_total
-            workflow = (await self._lock_workflows(session, {job.workflow_id}))[job.workflow_id]
-            siblings = await self._jobs_of(session, tenant, [workflow.id])
-            progress, workflow.progress_ratio = convert.workflow_progress(siblings, workflow.progress_ratio)
-            self._emit(
-                session,
-                workflow,
-                events_pb2.WorkflowEvent(
-                    job_progressed=events_pb2.JobProgressed(
-                        id=job.id,
-                        job_id=job.job_id,
-                        job_progress=types_pb2.Progress(tiles_done=job.tiles_done, tiles_total=job.tiles_total),
-                        workflow_progress=progress,
-                    )
-                ),
-            )
+            return await outcomes.apply_reports(session, reports, policy, self.clock())
 
-    async def mark_succeeded(self, tenant: str, job_id: str, attempt: int) -> bool:
-        """Returns False when the report was stale (another attempt, or already final)."""
-        async with self.sessions.begin() as session:
-            job = await self._current_job(session, tenant, job_id, attempt)
-            if job is None:
-                return False
-            job.state = "SUCCEEDED"
-            job.finished_at = utcnow()
-            job.tiles_done = job.tiles_total
-            job.error = ""
-            await self._after_job_final(session, job)
-            return True
+    async def record_progress(self, tenant: str, job_id: str, attempt: int, tiles_done: int, tiles_total: int) -> JobOutcome:
+        """Tile counts of the running attempt (tiles_done never goes down); other attempts are ignored."""
+        report = JobReport(tenant, job_id, attempt, "progress", tiles_done=tiles_done, tiles_total=tiles_total)
+        return (await self.apply_reports([report], max_attempts=1))[0]
+
+    async def mark_succeeded(self, tenant: str, job_id: str, attempt: int) -> JobOutcome:
+        """The attempt finished; dependents whose dependencies all succeeded become QUEUED."""
+        return (await self.apply_reports([JobReport(tenant, job_id, attempt, "succeeded")], max_attempts=1))[0]
 
     async def mark_failed(
         self, tenant: str, job_id: str, attempt: int, message: str, permanent: bool, max_attempts: int
-    ) -> str | None:
-        """Retry a transient failure with capped exponential backoff, else fail for good.
-
-        Returns the job's new state, or None when the report was stale.
-        """
-        async with self.sessions.begin() as session:
-            job = await self._current_job(session, tenant, job_id, attempt)
-            if job is None:
-                return None
-            job.error = message
-            if not permanent and job.attempts < max_attempts:
-                delay = min(self.backoff_base * 2 ** (job.attempts - 1), self.backoff_cap)
-                job.state = "QUEUED"
-                job.next_attempt_at = utcnow() + timedelta(seconds=delay)
-                metrics.JOBS_ACTIVE.dec()
-                workflow = (await self._lock_workflows(session, {job.workflow_id}))[job.workflow_id]
-                self._emit(session, workflow, self._job_event(job))
-                return "QUEUED"
-            job.state = "FAILED"
-            job.finished_at = utcnow()
-            await self._after_job_final(session, job)
-            return "FAILED"
-
-    async def _after_job_final(self, session: AsyncSession, job: JobRow) -> None:
-        """Events, dependents of a failure, and the workflow's end when every job is final.
-
-        A failure marks its dependents (transitively) UPSTREAM_FAILED; independent
-        jobs of the workflow still run (a branch's failure does not stop the others),
-        and the workflow ends FAILED once all of its jobs are final.
-        """
-        metrics.JOBS_ACTIVE.dec()
-        metrics.JOBS_TOTAL.labels(job.job_type, job.state.lower()).inc()
-        if job.started_at is not None and job.finished_at is not None:
-            started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
-            metrics.JOB_LATENCY.labels(job.job_type).observe((job.finished_at - started).total_seconds())
-        workflow = (await self._lock_workflows(session, {job.workflow_id}))[job.workflow_id]
-        events = [self._job_event(job)]
-        siblings = await self._jobs_of(session, job.tenant_id, [workflow.id])
-        if job.state == "FAILED":
-            failed = {job.job_id}
-            changed = True
-            while changed:
-                changed = False
-                for sibling in siblings:
-                    if sibling.state in ("PENDING", "QUEUED") and failed & set(sibling.depends_on):
-                        sibling.state = "UPSTREAM_FAILED"
-                        sibling.finished_at = utcnow()
-                        sibling.error = f"dependency {sorted(failed & set(sibling.depends_on))[0]!r} failed"
-                        failed.add(sibling.job_id)
-                        events.append(self._job_event(sibling))
-                        changed = True
-        if all(s.state in FINAL_JOB_STATES for s in siblings) and workflow.state not in FINAL_WORKFLOW_STATES:
-            failures = [s for s in siblings if s.state == "FAILED"]
-            workflow.state = "FAILED" if failures else "SUCCEEDED"
-            workflow.error = f"job {failures[0].job_id!r} failed: {failures[0].error}" if failures else ""
-            workflow.finished_at = utcnow()
-            progress, workflow.progress_ratio = convert.workflow_progress(siblings, workflow.progress_ratio)
-            events.append(self._workflow_event(workflow, progress))
-        self._emit(session, workflow, *events)
+    ) -> JobOutcome:
+        """Retry a transient failure with capped exponential backoff (see RetryPolicy), else fail for good."""
+        report = JobReport(tenant, job_id, attempt, "failed", message=message, permanent=permanent)
+        return (await self.apply_reports([report], max_attempts))[0]
 
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> CancelOutcome:
         """Cancel queued and running jobs; harmless when repeated or when already finished."""
+        now = self.clock()
         async with self.sessions.begin() as session:
-            workflow = await self._workflow(session, tenant, workflow_id, lock=True)
+            workflow = await self._locked_workflow(session, tenant, workflow_id)
             if workflow.state in FINAL_WORKFLOW_STATES:
                 return CancelOutcome([])
-            now = utcnow()
-            jobs = await self._jobs_of(session, tenant, [workflow_id])
+            query = (
+                select(JobRow).where(JobRow.workflow_id == workflow_id, JobRow.state.in_(UNFINISHED)).order_by(JobRow.lane_seq)
+            )
+            jobs = list((await session.execute(query)).scalars())
             running = [j.id for j in jobs if j.state == "RUNNING"]
-            events = []
             for job in jobs:
-                if job.state in UNFINISHED:
-                    if job.state == "RUNNING":
-                        metrics.JOBS_ACTIVE.dec()
-                    job.state = "CANCELLED"
-                    job.finished_at = now
-                    events.append(self._job_event(job))
+                job.state = "CANCELLED"
+                job.finished_at = now
             workflow.state = "CANCELLED"
             workflow.finished_at = now
             workflow.queue_position = 0
-            events.append(self._workflow_event(workflow))
-            self._emit(session, workflow, *events)
-            return CancelOutcome(running)
+            await session.flush()
+            changed = [events.job_state_changed(j) for j in jobs]
+            changed.append(events.workflow_state_changed(workflow, await workflow_progress(session, workflow)))
+            session.add_all(events.outbox_events(workflow, changed, now))
+            return CancelOutcome(running, WorkflowEnded(tenant, workflow_id, "CANCELLED"))
 
-    # ----- outbox --------------------------------------------------------------------
+    # ----- outbox ------------------------------------------------------------------------
 
     async def fetch_unpublished(self, limit: int) -> list[OutboxRow]:
+        """The oldest messages not yet published, in the order they were written."""
         async with self.sessions() as session:
-            query = select(OutboxRow).where(OutboxRow.published.is_(False)).order_by(OutboxRow.id).limit(limit)
+            query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)
             return list((await session.execute(query)).scalars())
 
     async def mark_published(self, ids: Sequence[int]) -> None:
+        """JetStream acknowledged these: a published row is never needed again, so it is deleted."""
+        if not ids:
+            return
         async with self.sessions.begin() as session:
-            # Published rows are not needed again: delete them to keep the table small.
             await session.execute(OutboxRow.__table__.delete().where(OutboxRow.id.in_(ids)))
 
-    # ----- monitoring ------------------------------------------------------------------
+    # ----- monitoring ----------------------------------------------------------------------
 
     async def lane_stats(self, tenant: str) -> list[metrics_service_pb2.LaneDepth]:
+        """Waiting (PENDING or QUEUED) and running jobs per branch of the tenant."""
         async with self.sessions() as session:
             query = (
                 select(JobRow.branch, JobRow.state, func.count())
                 .where(JobRow.tenant_id == tenant, JobRow.state.in_(UNFINISHED))
                 .group_by(JobRow.branch, JobRow.state)
             )
-            lanes: dict[str, metrics_service_pb2.LaneDepth] = {}
-            for branch, state, count in (await session.execute(query)).all():
-                lane = lanes.setdefault(branch, metrics_service_pb2.LaneDepth(branch=branch))
+            lanes_by_branch: dict[str, metrics_service_pb2.LaneDepth] = {}
+            for branch, state, count in (await session.execute(query)).tuples():
+                lane = lanes_by_branch.setdefault(branch, metrics_service_pb2.LaneDepth(branch=branch))
                 if state == "RUNNING":
                     lane.running += count
                 else:
                     lane.queued += count
-            for lane in lanes.values():
-                metrics.QUEUE_DEPTH.labels(tenant, lane.branch).set(lane.queued)
-            return [lanes[b] for b in sorted(lanes)]
+            return [lanes_by_branch[b] for b in sorted(lanes_by_branch)]
+
+    async def all_lane_depths(self) -> dict[tuple[str, str], int]:
+        """Waiting jobs per (tenant, branch) lane, for the queue-depth gauge.
+
+        Also sets workflow_jobs_active from the DB: counted there it stays right
+        across restarts and replicas, which incrementing in one process would not.
+        """
+        async with self.sessions() as session:
+            query = (
+                select(JobRow.tenant_id, JobRow.branch, func.count())
+                .where(JobRow.state.in_(lanes.WAITING))
+                .group_by(JobRow.tenant_id, JobRow.branch)
+            )
+            depths = {(t, b): n for t, b, n in (await session.execute(query)).tuples()}
+            running = await session.scalar(select(func.count()).where(JobRow.state == "RUNNING"))
+        metrics.JOBS_ACTIVE.set(running or 0)
+        return depths
 
     async def recent_failures(self, tenant: str, limit: int) -> list[metrics_service_pb2.RecentFailure]:
+        """The tenant's latest jobs that FAILED (not UPSTREAM_FAILED: those name their cause)."""
         async with self.sessions() as session:
             query = (
                 select(JobRow)
                 .where(JobRow.tenant_id == tenant, JobRow.state == "FAILED")
-                .order_by(JobRow.finished_at.desc())
+                .order_by(JobRow.finished_at.desc(), JobRow.lane_seq.desc())
                 .limit(limit)
             )
             return [
@@ -527,3 +448,16 @@ class WorkflowRepository:
                 )
                 for j in (await session.execute(query)).scalars()
             ]
+
+
+def _encode_page_token(row: WorkflowRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        created_at, last_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(created_at), str(last_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is not one this server gave out", field="page_token") from None

@@ -36,5 +36,5 @@ async def build(app: ServiceApp) -> None:
         ),
         "slidelane.internal.v1.SchedulerService",
     )
-    for loop in (loops.dispatch, loops.outbox, loops.status, loops.admission_reconciler):
+    for loop in (loops.dispatch, loops.outbox, loops.status, loops.admission_reconciler, loops.gauges):
         app.add_background(loop)

@@ -1,14 +1,22 @@
 """Validate a submitted workflow before anything is stored.
 
-Every refusal names the field (`jobs[2].depends_on`) and the problem; a cycle is
-named by its members in order. Slide checks are injected (`slide_check`) so the
-rules can be tested without slides.
+Every refusal names the field (`jobs[2].depends_on`, indexed as submitted) and the
+problem; a cycle is named by its members in order. The rules that need no disk run
+first; slide checks run last and are injected (`slide_check`), so the rules can be
+tested without slides.
+
+Status codes: bad values are INVALID_ARGUMENT; an image_path that resolves inside
+the slide roots but names no file is NOT_FOUND (a path outside the roots is
+INVALID_ARGUMENT whether or not it exists, so nothing outside leaks); a file that
+is there but is no readable slide is INVALID_ARGUMENT; too many jobs or
+dependencies is RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +28,21 @@ from services.common.errors import InvalidArgument, NotFound, ResourceExhausted
 
 JOB_TYPES = ("cell_segmentation", "tissue_mask")
 MAX_JOBS = 1000
+MAX_DEPENDENCIES = 10_000  # edges per workflow; each becomes a row
 MAX_NAME_LENGTH = 256
 DEFAULT_BRANCH = "main"
 # Known params per job type, with a check each value must pass.
 PARAMS: dict[str, dict[str, Callable[[Any], bool]]] = {
-    "cell_segmentation": {"mpp": lambda v: isinstance(v, int | float) and 0 < v < 100},
+    # bool is an int in Python, but `"mpp": true` is no pixel size.
+    "cell_segmentation": {"mpp": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 100},
     "tissue_mask": {},
 }
 
 
 @dataclass(frozen=True)
 class PlannedJob:
+    """One job as it will be stored: paths resolved, branch defaulted, dependencies de-duplicated."""
+
     job_id: str
     job_type: str
     image_path: str
@@ -65,26 +77,29 @@ def resolve_in_roots(raw: str, roots: Sequence[Path], where: str) -> Path:
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle as [a, b, ..., a] following depends_on edges, or None."""
-    white, grey, black = 0, 1, 2
-    colour = dict.fromkeys(edges, white)
-    stack: list[str] = []
+    """A cycle as [a, b, ..., a] following depends_on edges, or None.
 
-    def visit(node: str) -> list[str] | None:
-        colour[node] = grey
-        stack.append(node)
-        for nxt in edges[node]:
-            if colour[nxt] == grey:
-                return [*stack[stack.index(nxt) :], nxt]
-            if colour[nxt] == white and (cycle := visit(nxt)):
-                return cycle
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in edges:
-        if colour[node] == white and (cycle := visit(node)):
-            return cycle
+    Iterative depth-first search: a 1000-job chain must not hit Python's recursion limit.
+    """
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        pending = [iter(edges[start])]
+        while pending:
+            following = next(pending[-1], None)
+            if following is None:
+                done.add(path[-1])
+                on_path.discard(path.pop())
+                pending.pop()
+            elif following in on_path:
+                return [*path[path.index(following) :], following]
+            elif following not in done:
+                path.append(following)
+                on_path.add(following)
+                pending.append(iter(edges[following]))
     return None
 
 
@@ -96,14 +111,21 @@ def submission_topological_order(jobs: list[PlannedJob]) -> list[PlannedJob]:
     has its dependencies finished, so it can run.
     """
     position = {job.job_id: index for index, job in enumerate(jobs)}
-    remaining = {job.job_id: set(job.depends_on) for job in jobs}
+    waiting_on = {job.job_id: len(set(job.depends_on)) for job in jobs}
+    dependents: dict[str, list[str]] = {job.job_id: [] for job in jobs}
+    for job in jobs:
+        for dep in set(job.depends_on):
+            dependents[dep].append(job.job_id)
+    ready = [position[job_id] for job_id, count in waiting_on.items() if count == 0]
+    heapq.heapify(ready)
     ordered: list[PlannedJob] = []
-    while remaining:
-        ready = min((j for j, deps in remaining.items() if not deps), key=position.__getitem__)
-        ordered.append(jobs[position[ready]])
-        del remaining[ready]
-        for deps in remaining.values():
-            deps.discard(ready)
+    while ready:
+        job = jobs[heapq.heappop(ready)]
+        ordered.append(job)
+        for dependent in dependents[job.job_id]:
+            waiting_on[dependent] -= 1
+            if waiting_on[dependent] == 0:
+                heapq.heappush(ready, position[dependent])
     return ordered
 
 
@@ -113,13 +135,19 @@ def validate_workflow(
     slide_roots: Sequence[Path],
     slide_check: Callable[[str], None],
 ) -> list[PlannedJob]:
-    """The jobs in submission order, normalised; raises the first problem found."""
+    """The normalised plan: jobs in submission order, except that dependencies come first.
+
+    Raises the first problem found (SlidelaneError naming the field).
+    """
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidArgument(f"name is longer than {MAX_NAME_LENGTH} characters", field="name")
     if not jobs:
         raise InvalidArgument("a workflow needs at least one job", field="jobs")
     if len(jobs) > MAX_JOBS:
         raise ResourceExhausted(f"a workflow may hold at most {MAX_JOBS} jobs, not {len(jobs)}", field="jobs")
+    edges = sum(len(job.depends_on) for job in jobs)
+    if edges > MAX_DEPENDENCIES:
+        raise ResourceExhausted(f"a workflow may hold at most {MAX_DEPENDENCIES} dependencies, not {edges}", field="jobs")
     seen: dict[str, int] = {}
     for index, job in enumerate(jobs):
         where = f"jobs[{index}].job_id"
@@ -162,18 +190,15 @@ def validate_workflow(
     if cycle:
         index = seen[cycle[0]]
         raise InvalidArgument(f"jobs[{index}].depends_on makes a cycle: {' -> '.join(cycle)}", field=f"jobs[{index}].depends_on")
-    planned = submission_topological_order(planned)
     # File checks last: they touch the disk, the rules above do not.
-    checked: dict[str, str] = {}
-    result = []
+    resolved_paths: dict[str, str] = {}
     for index, job in enumerate(planned):
         where = f"jobs[{index}].image_path"
-        if job.image_path not in checked:
+        if job.image_path not in resolved_paths:
             resolved = resolve_in_roots(job.image_path, slide_roots, where)
             try:
                 slide_check(str(resolved))
             except Exception as error:  # the slide reader raises its own errors; all mean "unreadable"
                 raise InvalidArgument(f"{where} {job.image_path!r} is not a readable slide: {error}", field=where) from None
-            checked[job.image_path] = str(resolved)
-        result.append(PlannedJob(job.job_id, job.job_type, checked[job.image_path], job.branch, job.depends_on, job.params))
-    return result
+            resolved_paths[job.image_path] = str(resolved)
+    return submission_topological_order([replace(job, image_path=resolved_paths[job.image_path]) for job in planned])

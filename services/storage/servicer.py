@@ -7,6 +7,7 @@ from google.api import httpbody_pb2
 from services.common.api.slidelane.internal.v1 import storage_pb2, storage_pb2_grpc
 from services.common.api.slidelane.v1 import visualization_service_pb2
 from services.common.errors import InvalidArgument, NotFound
+from services.storage import viewer
 from services.storage.merge import ResultMerger
 from services.storage.store import ResultStore
 
@@ -51,5 +52,35 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     for lo, hi, n in manifest["area_histogram"]
                 ],
                 model=manifest["model"],
+            )
+        )
+
+    async def GetSlideTile(self, request, context):  # type: ignore[no-untyped-def]
+        wanted = request.request
+        manifest = self._manifest(request.tenant_id, wanted.job_id)
+        data = await viewer.slide_tile(viewer.require_manifest_slide(manifest), wanted.level, wanted.col, wanted.row)
+        return httpbody_pb2.HttpBody(content_type="image/jpeg", data=data)
+
+    async def ListCells(self, request, context):  # type: ignore[no-untyped-def]
+        wanted = request.request
+        tenant = request.tenant_id
+        manifest = self._manifest(tenant, wanted.job_id)
+        name = manifest["files"].get("json")
+        if manifest["job_type"] != "cell_segmentation" or name is None:
+            raise InvalidArgument(f"a {manifest['job_type']} job has no cells", field="job_id")
+        key = f"{tenant}/{wanted.job_id}/{name}"
+        found = await viewer.region_cells(
+            key, lambda: self.store.read(key), wanted.x, wanted.y, wanted.width, wanted.height, wanted.max_polygons
+        )
+        return storage_pb2.ListCellsResponse(
+            cells=visualization_service_pb2.ListCellsResponse(
+                cells=[
+                    visualization_service_pb2.CellShape(
+                        cell_id=cell_id, centroid_x=cx, centroid_y=cy, polygon=() if polygon is None else polygon.tolist()
+                    )
+                    for cell_id, cx, cy, polygon in found["cells"]
+                ],
+                centroids_only=found["centroids_only"],
+                total_in_region=found["total"],
             )
         )

@@ -1,7 +1,8 @@
 """What the browser's slide viewer needs: Deep Zoom tiles and cells per region.
 
 - Tiles: `openslide.deepzoom.DeepZoomGenerator` (254 px tiles, 1 px overlap, JPEG)
-  over the slide named in the job's manifest. Open slides and their generators are
+  over the slide named in the job's manifest, read through the shared slide reader
+  (OpenSlide, else tifffile). Open slides and their generators are
   kept in a small LRU, so a viewer panning around does not reopen the file per tile.
 - Cells: the job's segmentation JSON is loaded lazily, once, into a spatial grid
   index (numpy arrays sorted by grid bucket of the centroid). A region query
@@ -22,7 +23,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ JPEG_QUALITY = 80
 GRID_PX = 512  # grid bucket edge, level-0 pixels
 DEFAULT_MAX_POLYGONS = 5000
 HARD_MAX_POLYGONS = 20000  # polygons per answer at most, whatever the client asks
-MAX_CENTROIDS = 200_000  # centroids per answer at most (beyond it the region is sampled)
+MAX_CENTROIDS = 50_000  # centroids per answer at most (beyond it an even sample of the region)
 
 
 class _LRU:
@@ -66,39 +66,50 @@ class _LRU:
                 self._building.pop(key, None)
             return value
 
+    def drop(self, key: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
 
 # ---------------------------------------------------------------- slides and tiles
 
 
-def _open_slide(path: str) -> Any:
-    """An OpenSlide-compatible object: the shared reader when there is one, else OpenSlide.
+class _DeepZoomSource:
+    """The OpenSlide surface DeepZoomGenerator uses, over the shared SlideReader.
 
-    `openslide.open_slide` falls back to an `ImageSlide` (PIL) for plain images that
-    OpenSlide itself refuses, so a small single-level TIFF still shows.
+    The shared reader (services/common/slides.py) opens everything OpenSlide reads
+    and falls back to tifffile for OME-TIFF and plain TIFF, so the viewer shows every
+    slide a job can run on.
     """
-    try:  # the project's shared reader, when it exists, knows the tifffile fallback too
-        from services.common import slides  # type: ignore[attr-defined]
 
-        opener = getattr(slides, "open_openslide_compatible", None) or getattr(slides, "open_for_deepzoom", None)
-        if opener is not None:
-            return opener(path)
-    except ImportError:
-        pass
-    import openslide
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.dimensions = (reader.width, reader.height)
+        self.level_count = reader.level_count
+        self.level_dimensions = reader.level_dimensions
+        self.level_downsamples = reader.level_downsamples
+        self.properties: dict[str, str] = {}
 
-    return openslide.open_slide(path)
+    def get_best_level_for_downsample(self, downsample: float) -> int:
+        return self._reader.best_level_for_downsample(downsample)
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Any:
+        from PIL import Image
+
+        rgb = self._reader.read_region(level, location[0], location[1], size[0], size[1])
+        return Image.fromarray(rgb, mode="RGB").convert("RGBA")
 
 
 def _deepzoom(path: str) -> Any:
     from openslide.deepzoom import DeepZoomGenerator
 
-    if not Path(path).is_file():
-        raise FailedPrecondition(f"the job's slide {path} is no longer readable", field="job_id")
+    from services.common.slides import SlideError, open_slide
+
     try:
-        slide = _open_slide(path)
-    except Exception as error:  # openslide.OpenSlideError, PIL.UnidentifiedImageError, OSError
-        raise FailedPrecondition(f"the job's slide {path} cannot be opened: {error}", field="job_id") from None
-    return DeepZoomGenerator(slide, tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
+        reader = open_slide(path)
+    except SlideError as error:
+        raise FailedPrecondition(f"the job's slide cannot be shown: {error}", field="job_id") from None
+    return DeepZoomGenerator(_DeepZoomSource(reader), tile_size=TILE_SIZE, overlap=OVERLAP, limit_bounds=False)
 
 
 _generators = _LRU(capacity=16)
@@ -113,13 +124,19 @@ def render_tile(image_path: str, level: int, col: int, row: int) -> bytes:
     """One JPEG Deep Zoom tile of the slide (blocking)."""
     generator = _generators.get(image_path, lambda: _deepzoom(image_path))
     if not 0 <= level < generator.level_count:
-        raise InvalidArgument(f"level {level} is out of range: this slide has levels 0-{generator.level_count - 1}", field="level")
+        raise InvalidArgument(
+            f"level {level} is out of range: this slide has levels 0-{generator.level_count - 1}", field="level"
+        )
     cols, rows = generator.level_tiles[level]
     if not 0 <= col < cols:
         raise InvalidArgument(f"col {col} is out of range: level {level} has columns 0-{cols - 1}", field="col")
     if not 0 <= row < rows:
         raise InvalidArgument(f"row {row} is out of range: level {level} has rows 0-{rows - 1}", field="row")
-    tile = generator.get_tile(level, (col, row))
+    try:
+        tile = generator.get_tile(level, (col, row))
+    except Exception as error:  # SlideError and OpenSlideError: the file went bad under us
+        _generators.drop(image_path)
+        raise FailedPrecondition(f"the job's slide cannot be read: {error}", field="job_id") from None
     out = io.BytesIO()
     tile.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY)
     return out.getvalue()

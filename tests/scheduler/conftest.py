@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,34 @@ from tests.databases import fresh_database, postgres_available
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "migrations"
 
 
+class FakeClock:
+    """Time that moves only when told (and by a microsecond per reading, so rows keep their order)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def repository(request, tmp_path):
+async def database_url(request, tmp_path):
+    """A migrated, empty scheduler database of each kind."""
     if request.param == "postgresql" and (reason := await postgres_available()):
         pytest.skip(reason)
     async with fresh_database(request.param, tmp_path) as url:
         await db.migrate(url, MIGRATIONS, "scheduler")
-        engine = db.create_engine(url)
-        try:
-            yield WorkflowRepository(db.session_factory(engine), dialect=engine.dialect.name, backoff_base=0.0)
-        finally:
-            await engine.dispose()
+        yield url
+
+
+@pytest.fixture
+async def repository(database_url):
+    engine = db.create_engine(database_url)
+    try:
+        yield WorkflowRepository(db.session_factory(engine), dialect=engine.dialect.name, backoff_base=1.0, clock=FakeClock())
+    finally:
+        await engine.dispose()

@@ -92,7 +92,41 @@ def test_missing_and_unreadable_slides(roots):
 
 def test_oversized_workflows_are_refused(roots):
     error = refuse([job(f"j{i}") for i in range(1001)], roots, ResourceExhausted)
-    assert "at most 1000" in error.message
+    assert "at most 1000" in error.message and error.field == "jobs"
+    hub = [job(f"j{i}", deps=[f"j{k}" for k in range(i)]) for i in range(150)]  # 11175 edges
+    assert "dependencies" in refuse(hub, roots, ResourceExhausted).message
+
+
+def test_a_long_chain_is_accepted_with_dependencies_first(roots):
+    # j0 waits for j1, ..., j998 for j999: submitted last-first, 1000 deep.
+    chain = [job(f"j{i}", deps=[f"j{i + 1}"] if i < 999 else []) for i in range(1000)]
+    plan = validate_workflow("wf", chain, roots, _ok)
+    assert [p.job_id for p in plan] == [f"j{i}" for i in reversed(range(1000))]
+
+
+def test_a_long_cycle_is_named_in_full(roots):
+    ring = [job(f"j{i}", deps=[f"j{(i + 1) % 1000}"]) for i in range(1000)]
+    message = refuse(ring, roots).message
+    assert message.endswith(" -> ".join([f"j{i}" for i in range(1000)] + ["j0"]))
+
+
+def test_errors_name_the_job_as_submitted_even_when_dependencies_come_first(roots):
+    # "late" is listed first but runs second; its bad path must still be called jobs[0].
+    error = refuse([job("late", deps=["early"], image="nope.svs"), job("early")], roots, NotFound)
+    assert error.field == "jobs[0].image_path"
+
+
+def test_a_boolean_is_not_a_pixel_size(roots):
+    error = refuse([job("a", job_type="cell_segmentation", mpp=True)], roots)
+    assert error.field == "jobs[0].params.mpp"
+
+
+def test_validation_touches_nothing_but_the_slide_check(roots):
+    """Refusals happen before storage: validation has no repository to write to, and
+    a refused workflow never reaches the slide check either when its rules fail first."""
+    checked: list[str] = []
+    refuse([job("a"), job("b", deps=["ghost"])], roots, slide_check=checked.append)
+    assert checked == []
 
 
 @st.composite
@@ -104,7 +138,7 @@ def dags(draw):
     return [(n, deps[n]) for n in order]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(spec=dags())
 def test_random_dags_are_accepted_with_dependencies_first(spec, tmp_path_factory):
     root = tmp_path_factory.getbasetemp() / "dag-slides"
@@ -119,7 +153,7 @@ def test_random_dags_are_accepted_with_dependencies_first(spec, tmp_path_factory
         seen.add(planned.job_id)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(dags(), st.data())
 def test_a_back_edge_makes_a_cycle_whose_members_really_cycle(spec, data):
     edges = {n: list(d) for n, d in spec}

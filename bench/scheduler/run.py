@@ -1,0 +1,179 @@
+"""Scheduler benchmark: many tiny jobs in many lanes, Slidelane vs Celery, one script.
+
+    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8]
+
+Shape: every (tenant, branch) lane gets one workflow that is a chain of `--chain`
+tissue_mask jobs on a tiny slide, so scheduling overhead dominates. Celery runs
+the same shape (a chain per lane, the lanes as a group) doing the same Otsu work,
+with the Redis broker at 127.0.0.1:6379. Reported for each: throughput (jobs/s,
+first submit to last finish) and dispatch latency (a dependency's end to its
+dependent's start, p50/p99), for Slidelane on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common.api.slidelane.v1 import types_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from tests.cluster import Cluster
+from tests.slides import write_test_slide
+
+ROOT = Path(__file__).resolve().parents[2]
+FINAL = {types_pb2.WORKFLOW_STATE_SUCCEEDED, types_pb2.WORKFLOW_STATE_FAILED, types_pb2.WORKFLOW_STATE_CANCELLED}
+
+
+@dataclass
+class Result:
+    system: str
+    jobs: int
+    seconds: float
+    jobs_per_second: float
+    dispatch_p50_ms: float
+    dispatch_p99_ms: float
+    failed: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def lanes(tenants: int, branches: int) -> list[tuple[str, str]]:
+    return [(f"bench{t}", f"b{b}") for t in range(tenants) for b in range(branches)]
+
+
+async def _slidelane(cluster: Cluster, slide: Path, tenants: int, branches: int, chain: int, name: str) -> Result:
+    async with grpc.aio.insecure_channel(cluster.grpc_target) as channel:
+        stub = workflow_service_pb2_grpc.WorkflowServiceStub(channel)
+        started = time.perf_counter()
+        submitted = []
+        for tenant, branch in lanes(tenants, branches):
+            jobs = [
+                types_pb2.JobSpec(
+                    job_id=f"j{i}", job_type="tissue_mask", image_path=str(slide), branch=branch,
+                    depends_on=[f"j{i - 1}"] if i else [],
+                )
+                for i in range(chain)
+            ]
+            reply = await stub.CreateWorkflow(
+                workflow_service_pb2.CreateWorkflowRequest(name=f"{tenant}-{branch}", jobs=jobs),
+                metadata=(("x-user-id", tenant),),
+            )
+            submitted.append((tenant, reply.workflow.workflow_id))
+        workflows = []
+        for tenant, workflow_id in submitted:
+            while True:
+                reply = await stub.GetWorkflow(
+                    workflow_service_pb2.GetWorkflowRequest(workflow_id=workflow_id), metadata=(("x-user-id", tenant),)
+                )
+                if reply.workflow.state in FINAL:
+                    workflows.append(reply.workflow)
+                    break
+                await asyncio.sleep(0.05)
+        seconds = time.perf_counter() - started
+    latencies, failed, finish_times = [], 0, []
+    for workflow in workflows:
+        jobs = {j.job_id: j for j in workflow.jobs}
+        for job in workflow.jobs:
+            failed += job.state != types_pb2.JOB_STATE_SUCCEEDED
+            finish_times.append(job.finished_at.ToDatetime().timestamp())
+            for dep in job.depends_on:
+                gap = job.started_at.ToDatetime().timestamp() - jobs[dep].finished_at.ToDatetime().timestamp()
+                latencies.append(gap * 1000)
+    total = len(finish_times)
+    return Result(name, total, seconds, total / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), failed)
+
+
+def run_slidelane(database_url: str | None, slide: Path, args: argparse.Namespace, name: str) -> Result:
+    env = {"SLIDELANE_MAX_ACTIVE_USERS": str(args.tenants), "SLIDELANE_INFERENCE_WORKERS": str(args.workers)}
+    if database_url:
+        env["SLIDELANE_DATABASE_URL"] = database_url
+    with Cluster.start(env=env, slide_root=slide.parent) as cluster:
+        return asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+
+
+def run_celery(slide: Path, args: argparse.Namespace) -> Result:
+    from celery import chain, group
+
+    from bench.scheduler.celery_app import _store, app, tissue_mask
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "bench.scheduler.celery_app", "worker", "--concurrency", str(args.workers),
+         "--loglevel", "WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        app.control.purge()
+        time.sleep(3)  # let the worker connect
+        run = uuid.uuid4().hex
+        started = time.perf_counter()
+        flows = [
+            chain(
+                tissue_mask.s(None, run, f"{t}-{b}-0", str(slide)),
+                *(tissue_mask.s(run, f"{t}-{b}-{i}", str(slide)) for i in range(1, args.chain)),
+            )
+            for t, b in lanes(args.tenants, args.branches)
+        ]
+        group(flows).apply_async().get(timeout=600, disable_sync_subtasks=False)
+        seconds = time.perf_counter() - started
+        latencies = []
+        total = 0
+        for t, b in lanes(args.tenants, args.branches):
+            times = [_store.hgetall(f"bench:{run}:{t}-{b}-{i}") for i in range(args.chain)]
+            total += len(times)
+            for prev, cur in zip(times, times[1:], strict=False):
+                latencies.append((float(cur[b"started"]) - float(prev[b"finished"])) * 1000)
+        return Result("celery+redis", total, seconds, total / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), 0)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--chain", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="inference replicas / celery processes")
+    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "postgresql", "celery"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        slide = Path(tmp) / "slides" / "tiny.tif"
+        slide.parent.mkdir()
+        write_test_slide(slide, width=256, height=256, seed=1)
+        results = []
+        if "sqlite" not in args.skip:
+            results.append(run_slidelane(None, slide, args, "slidelane sqlite"))
+        if "postgresql" not in args.skip:
+            results.append(run_slidelane(args.postgres, slide, args, "slidelane postgresql"))
+        if "celery" not in args.skip:
+            results.append(run_celery(slide, args))
+    print(json.dumps([asdict(r) for r in results], indent=2))
+    print(f"\n{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in results:
+        print(f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}")
+    celery = next((r for r in results if r.system.startswith("celery")), None)
+    if celery:
+        for r in results:
+            if r is not celery:
+                print(f"{r.system}: {r.jobs_per_second / celery.jobs_per_second:.2f}x Celery's throughput")
+
+
+if __name__ == "__main__":
+    main()

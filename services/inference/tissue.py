@@ -1,0 +1,128 @@
+"""Tissue detection on a low-resolution view of a slide.
+
+Otsu on HSV saturation: glass is bright and grey (low saturation) whatever the
+scanner's white balance, stained tissue is coloured. Specks (dust, debris) and small
+holes (tears, lumens inside tissue) are removed so the mask follows tissue pieces.
+A blank slide (no saturation contrast) gives an empty mask and fraction 0.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage import filters, measure, morphology
+
+from services.common.slides import SlideReader
+
+TARGET_SIDE = 2048  # long side of the mask in pixels: enough for 512 px tiles on 100k px slides
+MIN_SATURATION = 0.06  # below this nothing is tissue, even if Otsu finds a split in the noise
+MIN_TISSUE_UM2 = 10_000.0  # specks smaller than ~100 x 100 um are dust, not tissue
+MIN_HOLE_UM2 = 2_500.0  # holes under ~50 x 50 um are within tissue (nuclei-free spots)
+DEFAULT_MPP = 0.5  # when the slide has no pixel size, assume 20x for the size thresholds
+
+
+@dataclass
+class TissueMask:
+    mask: np.ndarray  # bool, H x W at `downsample`
+    downsample: float  # level-0 pixels per mask pixel
+    rgb: np.ndarray  # the low-resolution RGB view the mask was computed from (same shape)
+
+    @property
+    def tissue_fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def to_png(self) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(self.mask.astype(np.uint8) * 255, mode="L").save(buffer, format="PNG", optimize=True)
+        return buffer.getvalue()
+
+    def geojson_text(self) -> str:
+        """Tissue pieces as GeoJSON polygons (exterior ring + holes) in level-0 pixel coordinates."""
+        features = []
+        labelled, count = ndi.label(self.mask)
+        for index, piece_slice in enumerate(ndi.find_objects(labelled), start=1):
+            if piece_slice is None:
+                continue
+            piece = labelled[piece_slice] == index
+            oy, ox = piece_slice[0].start, piece_slice[1].start
+            filled = ndi.binary_fill_holes(piece)
+            rings = [self._ring(filled, oy, ox)]
+            holes, hole_count = ndi.label(filled & ~piece)
+            for hole_index in range(1, hole_count + 1):
+                rings.append(self._ring(holes == hole_index, oy, ox))
+            rings = [r for r in rings if len(r) >= 4]
+            if not rings:
+                continue
+            features.append(
+                {
+                    "type": "Feature",
+                    "properties": {"objectType": "annotation", "classification": {"name": "Tissue"}},
+                    "geometry": {"type": "Polygon", "coordinates": rings},
+                }
+            )
+        return json.dumps({"type": "FeatureCollection", "features": features})
+
+    def _ring(self, region: np.ndarray, oy: int, ox: int) -> list[list[float]]:
+        contours = measure.find_contours(np.pad(region, 1).astype(np.uint8), 0.5)
+        if not contours:
+            return []
+        contour = max(contours, key=len)
+        contour = measure.approximate_polygon(contour, tolerance=0.75)
+        # contour is (row, col) in padded mask pixels; mask pixel centres sit at (i + 0.5) * ds
+        return [
+            [round((c - 1 + ox + 0.5) * self.downsample, 1), round((r - 1 + oy + 0.5) * self.downsample, 1)] for r, c in contour
+        ]
+
+
+def read_low_resolution(slide: SlideReader, target_side: int = TARGET_SIDE) -> tuple[np.ndarray, float]:
+    """RGB view with long side <= target_side, and its downsample from level 0.
+
+    Uses the pyramid level closest to that size; when the slide has no such level
+    (a single-level TIFF), reads level 0 band by band and block-averages, so memory
+    stays bounded by one band.
+    """
+    wanted = max(slide.width, slide.height) / target_side
+    level = slide.best_level_for_downsample(max(1.0, wanted))
+    ds = slide.level_downsamples[level]
+    lw, lh = slide.level_dimensions[level]
+    factor = max(1, int(np.ceil(max(lw, lh) / target_side)))
+    if factor == 1:
+        return slide.read_region(level, 0, 0, lw, lh), ds
+    out_h, out_w = int(np.ceil(lh / factor)), int(np.ceil(lw / factor))
+    out = np.empty((out_h, out_w, 3), np.uint8)
+    band = factor * max(1, 1024 // factor)  # rows per read, a multiple of the block factor
+    for y in range(0, lh, band):
+        rows = min(band, lh - y)
+        pixels = slide.read_region(level, 0, int(round(y * ds)), lw, rows).astype(np.float32)
+        pad_h, pad_w = (-rows) % factor, (-lw) % factor
+        pixels = np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        blocks = pixels.reshape(pixels.shape[0] // factor, factor, pixels.shape[1] // factor, factor, 3).mean(axis=(1, 3))
+        out[y // factor : y // factor + blocks.shape[0]] = blocks.astype(np.uint8)
+    return out, ds * factor
+
+
+def saturation(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.float32)
+    top = rgb.max(axis=2)
+    return np.where(top > 0, (top - rgb.min(axis=2)) / np.maximum(top, 1.0), 0.0)
+
+
+def compute_tissue_mask(slide: SlideReader) -> TissueMask:
+    rgb, downsample = read_low_resolution(slide)
+    sat = saturation(rgb)
+    smooth = filters.gaussian(sat, sigma=1.0)
+    mask = np.zeros(sat.shape, bool)
+    if float(smooth.max()) >= MIN_SATURATION and float(np.ptp(smooth)) > 1e-3:
+        threshold = max(float(filters.threshold_otsu(smooth)), MIN_SATURATION)
+        mask = smooth > threshold
+        mask &= rgb.max(axis=2) > 25  # pure black (scanner borders, ink) is not tissue
+        um2_per_px = ((slide.mpp or DEFAULT_MPP) * downsample) ** 2
+        mask = ndi.binary_closing(mask, structure=morphology.disk(1), border_value=0) | mask
+        mask = morphology.remove_small_objects(mask, max_size=max(1, int(MIN_TISSUE_UM2 / um2_per_px)))
+        mask = morphology.remove_small_holes(mask, max_size=max(1, int(MIN_HOLE_UM2 / um2_per_px)))
+    return TissueMask(mask=mask, downsample=float(downsample), rgb=rgb)

@@ -1,0 +1,126 @@
+"""Outbox rows for the messages a state change causes: workflow events and job dispatches.
+
+Events of one workflow are numbered 1, 2, ... (workflows.event_seq holds the last),
+so a watcher can resume after a reconnect. Callers hold the workflow's row lock
+(or SQLite's single writer) while numbering, so no two events share a number.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.protobuf import struct_pb2
+
+from services.common import jetstream
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common.api.slidelane.v1 import events_pb2, types_pb2
+from services.scheduler import convert
+from services.scheduler.models import JobRow, OutboxRow
+
+
+class JobLike(Protocol):
+    """What events read of a job: a JobRow or an in-memory copy of one."""
+
+    id: str
+    job_id: str
+    state: str
+    attempts: int
+    error: str
+    tiles_done: int
+    tiles_total: int
+
+
+class WorkflowLike(Protocol):
+    """What event numbering reads and advances: a WorkflowRow or an in-memory copy of one."""
+
+    id: str
+    tenant_id: str
+    state: str
+    queue_position: int
+    error: str
+    event_seq: int
+
+
+def job_state_changed(job: JobLike) -> events_pb2.WorkflowEvent:
+    return events_pb2.WorkflowEvent(
+        job_state_changed=events_pb2.JobStateChanged(
+            id=job.id, job_id=job.job_id, state=convert.job_state(job.state), attempts=job.attempts, error=job.error
+        )
+    )
+
+
+def workflow_state_changed(workflow: WorkflowLike, progress: types_pb2.Progress | None = None) -> events_pb2.WorkflowEvent:
+    return events_pb2.WorkflowEvent(
+        workflow_state_changed=events_pb2.WorkflowStateChanged(
+            state=convert.workflow_state(workflow.state),
+            queue_position=workflow.queue_position,
+            error=workflow.error,
+            progress=progress,
+        )
+    )
+
+
+def job_progressed(job: JobLike, workflow_progress: types_pb2.Progress) -> events_pb2.WorkflowEvent:
+    return events_pb2.WorkflowEvent(
+        job_progressed=events_pb2.JobProgressed(
+            id=job.id,
+            job_id=job.job_id,
+            job_progress=types_pb2.Progress(tiles_done=job.tiles_done, tiles_total=job.tiles_total),
+            workflow_progress=workflow_progress,
+        )
+    )
+
+
+def outbox_event_values(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent], now: datetime) -> list[dict[str, Any]]:
+    """Number the events after the workflow's last one (advancing event_seq): outbox row values."""
+    rows = []
+    subject = jetstream.events_subject(workflow.tenant_id, workflow.id)
+    for event in events:
+        workflow.event_seq += 1
+        event.workflow_id = workflow.id
+        event.seq = workflow.event_seq
+        event.time.FromDatetime(now)
+        rows.append(
+            {
+                "tenant_id": workflow.tenant_id,
+                "workflow_id": workflow.id,
+                "seq": workflow.event_seq,
+                "subject": subject,
+                "payload": event.SerializeToString(),
+                "headers": {},
+                "created_at": now,
+            }
+        )
+    return rows
+
+
+def outbox_events(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent], now: datetime) -> list[OutboxRow]:
+    """outbox_event_values as rows to add to a session."""
+    return [OutboxRow(**values) for values in outbox_event_values(workflow, events, now)]
+
+
+def outbox_dispatch(job: JobRow, now: datetime) -> OutboxRow:
+    """The JobDispatch that tells planners to start this attempt of the job."""
+    params = struct_pb2.Struct()
+    params.update(job.params or {})
+    dispatch = messaging_pb2.JobDispatch(
+        tenant_id=job.tenant_id,
+        workflow_id=job.workflow_id,
+        id=job.id,
+        job_id=job.job_id,
+        job_type=job.job_type,
+        image_path=job.image_path,
+        branch=job.branch,
+        params=params,
+        attempt=job.attempts,
+    )
+    return OutboxRow(
+        tenant_id=job.tenant_id,
+        workflow_id=job.workflow_id,
+        seq=0,
+        subject=jetstream.dispatch_subject(job.tenant_id, job.branch),
+        payload=dispatch.SerializeToString(),
+        headers={},
+        created_at=now,
+    )

@@ -1,0 +1,83 @@
+"""The branch-lane rule, as set-based SQL.
+
+A lane is (tenant, branch). Its jobs run one at a time in lane_seq order, across all
+of the tenant's workflows. Job states carry the rest of the rule:
+
+- PENDING: a dependency has not SUCCEEDED yet, or the tenant is not admitted;
+- QUEUED: every dependency SUCCEEDED and the workflow is RUNNING (admitted); the job
+  waits only for its lane (and, after a transient failure, for next_attempt_at).
+
+So a job is runnable exactly when it is QUEUED, due, no job of its lane is RUNNING,
+and no earlier job of its lane is unfinished. An earlier PENDING job (waiting on a
+dependency in another lane) blocks the lane: strict FIFO. This cannot deadlock:
+lane_seq puts every job after its dependencies, so the lowest unfinished job of an
+admitted tenant never waits on anything but its own backoff.
+
+Invariant kept by every writer: a QUEUED job belongs to a RUNNING workflow (the
+workflow moves to RUNNING before its jobs become QUEUED, and cancelling or ending it
+leaves no job QUEUED), so the claim need not join workflows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy.orm import aliased
+
+from services.scheduler.models import JobDependencyRow, JobRow
+
+UNFINISHED = ("PENDING", "QUEUED", "RUNNING")
+WAITING = ("PENDING", "QUEUED")
+
+
+def runnable_heads(limit: int, now: datetime) -> Select[tuple[str, str]]:
+    """(job id, workflow id) of runnable lane heads, oldest submissions first."""
+    other = aliased(JobRow)
+    same_lane = and_(other.tenant_id == JobRow.tenant_id, other.branch == JobRow.branch)
+    earlier_waiting = exists().where(same_lane, other.state.in_(WAITING), other.lane_seq < JobRow.lane_seq)
+    lane_running = exists().where(same_lane, other.state == "RUNNING")
+    return (
+        select(JobRow.id, JobRow.workflow_id)
+        .where(
+            JobRow.state == "QUEUED",
+            (JobRow.next_attempt_at.is_(None)) | (JobRow.next_attempt_at <= now),
+            ~earlier_waiting,
+            ~lane_running,
+        )
+        .order_by(JobRow.lane_seq)
+        .limit(limit)
+    )
+
+
+def dependencies_met() -> ColumnElement[bool]:
+    """True for a job none of whose dependencies is short of SUCCEEDED."""
+    dependency = aliased(JobRow)
+    return ~exists().where(
+        JobDependencyRow.job_id == JobRow.id,
+        dependency.id == JobDependencyRow.depends_on_id,
+        dependency.state != "SUCCEEDED",
+    )
+
+
+def dependents_of_any(job_ids: Sequence[str]) -> ColumnElement[bool]:
+    """True for the jobs that depend directly on any of job_ids."""
+    return JobRow.id.in_(select(JobDependencyRow.job_id).where(JobDependencyRow.depends_on_id.in_(job_ids)))
+
+
+def ready_to_queue(scope: ColumnElement[bool]) -> Select[tuple[JobRow]]:
+    """PENDING jobs within scope whose dependencies all SUCCEEDED (their workflow must be RUNNING)."""
+    return select(JobRow).where(scope, JobRow.state == "PENDING", dependencies_met()).order_by(JobRow.lane_seq)
+
+
+def lane_positions(tenant: str, workflow_ids: Sequence[str]) -> Select[tuple[str, int]]:
+    """(job id, unfinished jobs ahead of it in its lane) for the unfinished jobs of the workflows."""
+    ahead = (func.row_number().over(partition_by=JobRow.branch, order_by=JobRow.lane_seq) - 1).label("ahead")
+    branches = select(JobRow.branch).where(JobRow.tenant_id == tenant, JobRow.workflow_id.in_(workflow_ids))
+    lanes = (
+        select(JobRow.id, JobRow.workflow_id, ahead)
+        .where(JobRow.tenant_id == tenant, JobRow.state.in_(UNFINISHED), JobRow.branch.in_(branches))
+        .subquery()
+    )
+    return select(lanes.c.id, lanes.c.ahead).where(lanes.c.workflow_id.in_(workflow_ids))

@@ -1,0 +1,331 @@
+"""What a worker's report about a job attempt does to the DB, inside the caller's transaction.
+
+Reports come in batches (one JetStream fetch): a batch is one transaction that
+locks every workflow it touches up front, in id order, so batches, claims and
+cancels never deadlock one another, and the per-transaction cost is paid once.
+
+A report about an attempt that is not the one RUNNING (stale, repeated, another
+tenant's job, a cancelled job) changes nothing: applied=False.
+
+Failure semantics: a job that fails for good marks its dependents (transitively)
+UPSTREAM_FAILED at once; jobs of the workflow that do not depend on it still run
+(a failed branch does not stop the others). The workflow shows the failure in its
+error at once and becomes FAILED when its last job reaches a final state, so a
+workflow ends (and its tenant's slot is released) only once nothing of it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common import metrics
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common.api.slidelane.v1 import events_pb2, types_pb2
+from services.scheduler import convert, events, lanes
+from services.scheduler.convert import FINAL_WORKFLOW_STATES, UNFINISHED
+from services.scheduler.models import JobRow, OutboxRow, WorkflowRow
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """One status report about a job attempt (job_id is the global id)."""
+
+    tenant_id: str
+    job_id: str
+    attempt: int
+    kind: Literal["progress", "succeeded", "failed"]
+    tiles_done: int = 0
+    tiles_total: int = 0
+    message: str = ""
+    permanent: bool = False
+
+
+def report_from_status(status: messaging_pb2.JobStatus) -> JobReport | None:
+    """The report a JobStatus message carries (None for a message with no kind)."""
+    kind = status.WhichOneof("kind")
+    common = (status.tenant_id, status.job_id, status.attempt)
+    if kind == "planned":
+        return JobReport(*common, "progress", tiles_done=0, tiles_total=status.planned.tiles_total)
+    if kind == "progress":
+        return JobReport(*common, "progress", tiles_done=status.progress.tiles_done, tiles_total=status.progress.tiles_total)
+    if kind == "succeeded":
+        return JobReport(*common, "succeeded")
+    if kind == "failed":
+        return JobReport(*common, "failed", message=status.failed.message, permanent=status.failed.permanent)
+    return None
+
+
+@dataclass(frozen=True)
+class WorkflowEnded:
+    """A workflow reached a final state: tenancy should be told (release)."""
+
+    tenant_id: str
+    workflow_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a report did. applied=False: a stale or repeated report, ignored."""
+
+    applied: bool
+    job_state: str | None = None
+    workflow_ended: WorkflowEnded | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient failures retry while attempts < max_attempts, attempt n waiting
+    min(backoff_base * 2**(n-1), backoff_cap) seconds (keeping its lane place)."""
+
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+
+    def delay(self, attempt: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_base * 2 ** (attempt - 1), self.backoff_cap))
+
+
+async def lock_workflows(session: AsyncSession, where: ColumnElement[bool]) -> list[WorkflowRow]:
+    """Lock workflow rows in id order (one order everywhere: no deadlocks) and read them fresh.
+
+    The workflow row is the lock of its jobs and of its event numbering: every
+    transaction that changes a job's state holds it.
+    """
+    query = select(WorkflowRow).where(where).order_by(WorkflowRow.id).with_for_update().execution_options(populate_existing=True)
+    return list((await session.execute(query)).scalars())
+
+
+async def workflow_progress(session: AsyncSession, workflow: WorkflowRow) -> types_pb2.Progress:
+    """The workflow's progress now (raising its never-backwards floor)."""
+    await session.flush()
+    query = select(JobRow.state, JobRow.tiles_done, JobRow.tiles_total).where(JobRow.workflow_id == workflow.id)
+    progress, workflow.progress_ratio = convert.workflow_progress((await session.execute(query)).all(), workflow.progress_ratio)
+    return progress
+
+
+async def queue_ready(session: AsyncSession, scope: ColumnElement[bool]) -> list[JobRow]:
+    """PENDING -> QUEUED for the jobs in scope whose dependencies all SUCCEEDED."""
+    await session.flush()  # the dependency check must see this transaction's changes
+    ready = list((await session.execute(lanes.ready_to_queue(scope))).scalars())
+    for job in ready:
+        job.state = "QUEUED"
+    return ready
+
+
+@dataclass
+class _Job:
+    """In-memory copy of the job columns a report reads and changes."""
+
+    id: str
+    workflow_id: str
+    tenant_id: str
+    job_id: str
+    job_type: str
+    state: str
+    attempts: int
+    error: str
+    tiles_done: int
+    tiles_total: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_attempt_at: datetime | None
+    depends_on: list[str]
+
+
+@dataclass
+class _Workflow:
+    """In-memory copy of a locked workflow row, and the events the batch adds to it."""
+
+    id: str
+    tenant_id: str
+    state: str
+    queue_position: int
+    error: str
+    event_seq: int
+    progress_ratio: float
+    finished_at: datetime | None
+    events: list[events_pb2.WorkflowEvent] = field(default_factory=list)
+    # JobProgressed events whose workflow progress is filled in at the end of the batch.
+    progressed: list[events_pb2.WorkflowEvent] = field(default_factory=list)
+
+
+_JOB_COLUMNS = [getattr(JobRow, f.name) for f in fields(_Job)]
+_WORKFLOW_COLUMNS = [getattr(WorkflowRow, f.name) for f in fields(_Workflow) if f.name not in ("events", "progressed")]
+
+
+async def apply_reports(
+    session: AsyncSession, reports: Sequence[JobReport], policy: RetryPolicy, now: datetime
+) -> list[JobOutcome]:
+    """Apply the reports in order; one outcome per report.
+
+    Set-based: a fixed number of statements per batch, whatever its size. The
+    workflow progress carried by a batch's JobProgressed events is the one at the
+    end of the batch.
+    """
+    job_ids = {r.job_id for r in reports}
+    touched = select(JobRow.workflow_id).where(JobRow.id.in_(job_ids))
+    locked = select(*_WORKFLOW_COLUMNS).where(WorkflowRow.id.in_(touched)).order_by(WorkflowRow.id).with_for_update()
+    workflows = {row.id: _Workflow(**row._mapping) for row in await session.execute(locked)}
+    jobs = {row.id: _Job(**row._mapping) for row in await session.execute(select(*_JOB_COLUMNS).where(JobRow.id.in_(job_ids)))}
+    outcomes: list[JobOutcome] = []
+    changed: dict[str, _Job] = {}
+    last_final_report: dict[str, int] = {}  # workflow id -> index of its last report that ended a job
+    for index, report in enumerate(reports):
+        job = jobs.get(report.job_id)
+        if job is None or job.tenant_id != report.tenant_id or job.state != "RUNNING" or job.attempts != report.attempt:
+            outcomes.append(JobOutcome(applied=False))
+            continue
+        outcomes.append(_apply(workflows[job.workflow_id], job, report, policy, now))
+        changed[job.id] = job
+        if job.state in ("SUCCEEDED", "FAILED"):
+            last_final_report[job.workflow_id] = index
+    succeeded = [j.id for j in changed.values() if j.state == "SUCCEEDED"]
+    failed = [j for j in changed.values() if j.state == "FAILED"]
+    if changed:
+        await session.execute(update(JobRow), [_job_values(j) for j in changed.values()])
+    if succeeded:
+        await _queue_dependents(session, workflows, succeeded)
+    for job in failed:
+        await _fail_dependents(session, workflows[job.workflow_id], job, now)
+    for workflow_id, workflow_ended in (await _finish_workflows(session, workflows, now)).items():
+        index = last_final_report[workflow_id]
+        outcomes[index] = replace(outcomes[index], workflow_ended=workflow_ended)
+    values = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
+    if values:
+        await session.execute(insert(OutboxRow), values)
+        await session.execute(update(WorkflowRow), [_workflow_values(w) for w in workflows.values() if w.events])
+    for job in [*failed, *(jobs[i] for i in succeeded)]:
+        _observe_final(job)
+    return outcomes
+
+
+def _apply(workflow: _Workflow, job: _Job, report: JobReport, policy: RetryPolicy, now: datetime) -> JobOutcome:
+    """A report's effect on the in-memory job and the workflow's event list."""
+    if report.kind == "progress":
+        tiles_done = max(job.tiles_done, report.tiles_done)  # reports may arrive out of order
+        if (job.tiles_done, job.tiles_total) != (tiles_done, report.tiles_total):
+            job.tiles_done, job.tiles_total = tiles_done, report.tiles_total
+            event = events.job_progressed(job, types_pb2.Progress())
+            workflow.events.append(event)
+            workflow.progressed.append(event)
+        return JobOutcome(applied=True, job_state=job.state)
+    if report.kind == "succeeded":
+        job.state, job.finished_at, job.tiles_done, job.error = "SUCCEEDED", now, job.tiles_total, ""
+        workflow.events.append(events.job_state_changed(job))
+        return JobOutcome(applied=True, job_state=job.state)
+    job.error = report.message
+    if not report.permanent and job.attempts < policy.max_attempts:
+        job.state, job.next_attempt_at = "QUEUED", now + policy.delay(job.attempts)
+        workflow.events.append(events.job_state_changed(job))
+        return JobOutcome(applied=True, job_state=job.state, retry_at=job.next_attempt_at)
+    job.state, job.finished_at = "FAILED", now
+    if not workflow.error:
+        workflow.error = f"job {job.job_id!r} failed: {report.message}"
+    workflow.events.append(events.job_state_changed(job))
+    return JobOutcome(applied=True, job_state=job.state)
+
+
+async def _queue_dependents(session: AsyncSession, workflows: dict[str, _Workflow], succeeded: list[str]) -> None:
+    """PENDING -> QUEUED for dependents of the succeeded jobs whose dependencies all SUCCEEDED."""
+    query = (
+        update(JobRow)
+        .where(JobRow.state == "PENDING", lanes.dependents_of_any(succeeded), lanes.dependencies_met())
+        .values(state="QUEUED")
+        .returning(JobRow.id, JobRow.job_id, JobRow.workflow_id, JobRow.attempts, JobRow.error, JobRow.lane_seq)
+        .execution_options(synchronize_session=False)
+    )
+    for row in sorted(await session.execute(query), key=lambda r: r.lane_seq):
+        workflows[row.workflow_id].events.append(
+            events_pb2.WorkflowEvent(
+                job_state_changed=events_pb2.JobStateChanged(
+                    id=row.id, job_id=row.job_id, state=convert.job_state("QUEUED"), attempts=row.attempts, error=row.error
+                )
+            )
+        )
+
+
+async def _fail_dependents(session: AsyncSession, workflow: _Workflow, failed: _Job, now: datetime) -> None:
+    """Mark every job that depends, transitively, on `failed` UPSTREAM_FAILED."""
+    query = (
+        select(*_JOB_COLUMNS)
+        .where(JobRow.workflow_id == failed.workflow_id, JobRow.state == "PENDING")
+        .order_by(JobRow.lane_seq)  # dependencies first, so one pass reaches every descendant
+    )
+    broken = {failed.job_id}
+    marked = []
+    for row in await session.execute(query):
+        job = _Job(**row._mapping)
+        culprits = sorted(broken.intersection(job.depends_on))
+        if culprits:
+            job.state, job.finished_at = "UPSTREAM_FAILED", now
+            job.error = f"dependency {culprits[0]!r} did not succeed"
+            broken.add(job.job_id)
+            marked.append(job)
+            workflow.events.append(events.job_state_changed(job))
+    if marked:
+        await session.execute(update(JobRow), [_job_values(j) for j in marked])
+
+
+async def _finish_workflows(session: AsyncSession, workflows: dict[str, _Workflow], now: datetime) -> dict[str, WorkflowEnded]:
+    """Fill in progress, and end (SUCCEEDED or FAILED) the workflows with no unfinished job left."""
+    active = [w for w in workflows.values() if w.events]
+    if not active:
+        return {}
+    query = select(JobRow.workflow_id, JobRow.state, JobRow.tiles_done, JobRow.tiles_total).where(
+        JobRow.workflow_id.in_([w.id for w in active])
+    )
+    tiles: dict[str, list[Any]] = {}
+    for row in await session.execute(query):
+        tiles.setdefault(row.workflow_id, []).append(row)
+    ended: dict[str, WorkflowEnded] = {}
+    for workflow in active:
+        progress, workflow.progress_ratio = convert.workflow_progress(tiles[workflow.id], workflow.progress_ratio)
+        for event in workflow.progressed:
+            event.job_progressed.workflow_progress.CopyFrom(progress)
+        states = {row.state for row in tiles[workflow.id]}
+        if states.isdisjoint(UNFINISHED) and workflow.state not in FINAL_WORKFLOW_STATES:
+            workflow.state = "FAILED" if "FAILED" in states else "SUCCEEDED"
+            workflow.finished_at = now
+            workflow.events.append(events.workflow_state_changed(workflow, progress))
+            ended[workflow.id] = WorkflowEnded(workflow.tenant_id, workflow.id, workflow.state)
+    return ended
+
+
+def _job_values(job: _Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state,
+        "error": job.error,
+        "tiles_done": job.tiles_done,
+        "tiles_total": job.tiles_total,
+        "finished_at": job.finished_at,
+        "next_attempt_at": job.next_attempt_at,
+    }
+
+
+def _workflow_values(workflow: _Workflow) -> dict[str, Any]:
+    return {
+        "id": workflow.id,
+        "state": workflow.state,
+        "error": workflow.error,
+        "event_seq": workflow.event_seq,
+        "progress_ratio": workflow.progress_ratio,
+        "finished_at": workflow.finished_at,
+    }
+
+
+def _observe_final(job: _Job) -> None:
+    """Count a job that reached a final state."""
+    metrics.JOBS_TOTAL.labels(job.job_type, job.state.lower()).inc()
+    if job.started_at is not None and job.finished_at is not None:
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
+        finished = job.finished_at if job.finished_at.tzinfo else job.finished_at.replace(tzinfo=UTC)
+        metrics.JOB_LATENCY.labels(job.job_type).observe((finished - started).total_seconds())

@@ -1,0 +1,141 @@
+"""Branch lanes: one job at a time per (tenant, branch), in submission order, across workflows."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from services.scheduler.models import JobRow
+from services.scheduler.outcomes import JobReport
+from tests.scheduler.workloads import JS, WS, jobs_of, new_tenant, plan, running, start
+
+
+async def test_a_lane_runs_one_job_at_a_time_in_submission_order_across_workflows(repository):
+    alice = new_tenant()
+    await start(repository, alice, ("a1", "main", []), ("a2", "main", []))
+    await start(repository, alice, ("b1", "main", []), ("x1", "other", []))
+    claimed = await repository.claim_runnable(100)
+    assert sorted(c.job_id for c in claimed) == ["a1", "x1"]
+    assert {c.attempt for c in claimed} == {1}
+    order = []
+    for _ in range(3):
+        (job,) = [j for j in await running(repository, alice) if j.branch == "main"]
+        order.append(job.job_id)
+        assert (await repository.mark_succeeded(alice, job.id, job.attempts)).applied
+        await repository.claim_runnable(100)
+    assert order == ["a1", "a2", "b1"]
+
+
+async def test_states_say_what_a_job_waits_for_and_positions_count_the_lane(repository):
+    bob = new_tenant()
+    workflow_id = await start(repository, bob, ("a", "main", []), ("b", "main", []), ("c", "other", ["a"]))
+    jobs = await jobs_of(repository, workflow_id, bob)
+    assert [jobs[j].state for j in "abc"] == [JS.JOB_STATE_QUEUED, JS.JOB_STATE_QUEUED, JS.JOB_STATE_PENDING]
+    assert [jobs[j].queue_position for j in "ab"] == [0, 1]
+    await repository.claim_runnable(100)
+    await repository.mark_succeeded(bob, jobs["a"].id, 1)
+    jobs = await jobs_of(repository, workflow_id, bob)
+    assert jobs["c"].state == JS.JOB_STATE_QUEUED  # its dependency succeeded: it waits only for its lane
+    assert jobs["b"].queue_position == 0
+
+
+async def test_a_lane_head_waiting_for_a_dependency_blocks_its_lane(repository):
+    carol = new_tenant()
+    first = await start(repository, carol, ("slow", "other", []), ("needs_slow", "main", ["slow"]))
+    await start(repository, carol, ("later", "main", []))
+    assert [c.job_id for c in await repository.claim_runnable(100)] == ["slow"]  # "later" waits behind "needs_slow"
+    slow = (await jobs_of(repository, first, carol))["slow"]
+    await repository.mark_succeeded(carol, slow.id, 1)
+    assert [c.job_id for c in await repository.claim_runnable(100)] == ["needs_slow"]
+
+
+async def test_a_queued_tenant_runs_nothing_until_admitted(repository):
+    dave = new_tenant()
+    workflow_id = await repository.create_workflow(dave, "wf", plan(("a", "main", [])), queue_position=2)
+    assert await repository.claim_runnable(100) == []
+    workflow, _ = await repository.get_workflow(dave, workflow_id)
+    assert workflow.state == WS.WORKFLOW_STATE_QUEUED and workflow.queue_position == 2
+    assert workflow.jobs[0].state == JS.JOB_STATE_PENDING
+    await repository.update_queue_positions({dave: 1})
+    assert (await repository.get_workflow(dave, workflow_id))[0].queue_position == 1
+    assert await repository.set_tenant_admitted(dave) == [workflow_id]
+    assert await repository.set_tenant_admitted(dave) == []  # repeating is harmless
+    workflow, _ = await repository.get_workflow(dave, workflow_id)
+    assert workflow.state == WS.WORKFLOW_STATE_RUNNING and workflow.queue_position == 0
+    assert [c.job_id for c in await repository.claim_runnable(100)] == ["a"]
+
+
+async def test_concurrent_claims_never_run_two_jobs_of_one_lane(repository):
+    erin = new_tenant()
+    for w in range(4):
+        await start(repository, erin, *[(f"w{w}j{i}", f"b{i % 5}", []) for i in range(10)])
+    for _ in range(6):
+        batches = await asyncio.gather(*(repository.claim_runnable(3) for _ in range(4)))
+        claimed = [c for batch in batches for c in batch]
+        assert len({c.id for c in claimed}) == len(claimed), "a job was claimed twice"
+        lanes = [j.branch for j in await running(repository, erin)]
+        assert len(lanes) == len(set(lanes)), "two jobs of one lane ran at once"
+        for job in await running(repository, erin):
+            await repository.mark_succeeded(erin, job.id, job.attempts)
+
+
+@st.composite
+def lane_workloads(draw):
+    """Workflows of two tenants: jobs on 1-3 branches with random dependencies (crossing lanes)."""
+    workflows = []
+    for w in range(draw(st.integers(1, 4))):
+        names = [f"w{w}j{i}" for i in range(draw(st.integers(1, 5)))]
+        jobs = []
+        for i, name in enumerate(names):
+            deps = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=2)) if i else []
+            jobs.append((name, draw(st.sampled_from(["main", "dev", "exp"])), deps))
+        workflows.append((draw(st.sampled_from([0, 1])), jobs))
+    return workflows, draw(st.randoms(use_true_random=False))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(workload=lane_workloads())
+async def test_lanes_hold_over_random_dags(repository, workload):
+    workflows, rnd = workload
+    tenants = [new_tenant(), new_tenant()]
+    job_info = {}  # global id -> (lane, submission index, dependency ids)
+    submitted = 0
+    for owner, jobs in workflows:
+        workflow_id = await start(repository, tenants[owner], *jobs)
+        by_name = await jobs_of(repository, workflow_id, tenants[owner])
+        for name, branch, deps in jobs:
+            job_info[by_name[name].id] = ((owner, branch), submitted, {by_name[d].id for d in deps})
+            submitted += 1
+    started: list[str] = []
+    succeeded: set[str] = set()
+    for _ in range(100):
+        await repository.claim_runnable(100)
+        async with repository.sessions() as session:
+            query = select(JobRow).where(JobRow.tenant_id.in_(tenants), JobRow.state == "RUNNING")
+            now_running = list((await session.execute(query)).scalars())
+        lanes = [job_info[j.id][0] for j in now_running]
+        assert len(lanes) == len(set(lanes)), "two jobs of one lane ran at once"
+        for job in now_running:
+            if job.id not in started:
+                assert job_info[job.id][2] <= succeeded, "a job started before its dependencies succeeded"
+                started.append(job.id)
+        if not now_running:
+            break
+        # A random batch of reports: each finished job succeeds or, on its first two
+        # attempts, may fail transiently (it retries later, keeping its place in its lane).
+        finished = rnd.sample(now_running, rnd.randint(1, len(now_running)))
+        reports = []
+        for job in finished:
+            kind = "failed" if job.attempts < 3 and rnd.random() < 0.2 else "succeeded"
+            reports.append(JobReport(job.tenant_id, job.id, job.attempts, kind, message="worker lost"))
+        outcomes = await repository.apply_reports(reports, max_attempts=99)
+        assert all(o.applied for o in outcomes)
+        succeeded |= {r.job_id for r in reports if r.kind == "succeeded"}
+        repository.clock.advance(61)
+    assert sorted(started) == sorted(job_info), "every job eventually ran"
+    for lane in {info[0] for info in job_info.values()}:
+        in_lane = [j for j in started if job_info[j][0] == lane]
+        assert in_lane == sorted(in_lane, key=lambda j: job_info[j][1]), "a lane ran out of submission order"
