@@ -8,13 +8,36 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: up test proto lint-proto lint install clean
+UI := services/gateway/ui
+UI_DEPS := $(UI)/node_modules/.installed
+UI_BUILD := $(UI)/dist/index.html
 
-up: $(STAMP)
+.PHONY: up test proto lint-proto lint install clean ui system-deps
+
+up: $(STAMP) $(UI_BUILD)
 	$(BIN)/python -m services.launcher
 
-test: $(STAMP)
+test: $(STAMP) $(UI_DEPS) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser UI: npm packages from package-lock.json, then a Vite build (not committed).
+ui: $(UI_BUILD)
+
+$(UI_DEPS): $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $(UI_DEPS)
+
+$(UI_BUILD): $(UI_DEPS) $(STAMP) $(shell find $(UI)/src protos -type f 2>/dev/null)
+	cd $(UI) && npm run build
+
+# What the tests drive besides Python: Chromium (browser tests) and promtool (alert
+# rules). Installed from Debian's packages when missing and we may; else those tests skip.
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 install: $(STAMP)
 

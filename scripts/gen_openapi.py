@@ -82,10 +82,6 @@ HTTP_BODY_MEDIA = {
         "image/png": {"schema": {"type": "string", "format": "binary"}},
     },
 }
-# Envoy 1.40's transcoder refuses response_body unless it names an HttpBody field, so the
-# launcher clears it (services/launcher/envoy_config.py, strip_unsupported_response_body)
-# and REST answers the whole response message: document what is served.
-ENVOY_IGNORES_RESPONSE_BODY = True
 _PARAM_RE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
@@ -255,7 +251,7 @@ def _response_content(builder: Builder, method, output: str, rule) -> dict[str, 
     _, index, field = _field_by_path(builder.registry, output, rule.response_body) if rule.response_body else (0, 0, None)
     if field is not None and field.type_name.lstrip(".") == HTTP_BODY:
         schema = {"type": "string", "format": "binary"}
-    elif field is not None and not ENVOY_IGNORES_RESPONSE_BODY:
+    elif field is not None:
         schema = builder.field_schema(output, index, field)
         schema.pop("description", None)
         if list(schema) == ["allOf"] and len(schema["allOf"]) == 1:

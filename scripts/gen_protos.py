@@ -70,8 +70,7 @@ def drifted(committed: Path, fresh: Path) -> list[str]:
     return sorted(
         str(n)
         for n in names
-        if not (committed / n).is_file() or not (fresh / n).is_file()
-        or not filecmp.cmp(committed / n, fresh / n, shallow=False)
+        if not (committed / n).is_file() or not (fresh / n).is_file() or not filecmp.cmp(committed / n, fresh / n, shallow=False)
     )
 
 

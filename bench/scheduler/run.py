@@ -65,7 +65,10 @@ async def _slidelane(cluster: Cluster, slide: Path, tenants: int, branches: int,
         for tenant, branch in lanes(tenants, branches):
             jobs = [
                 types_pb2.JobSpec(
-                    job_id=f"j{i}", job_type="tissue_mask", image_path=str(slide), branch=branch,
+                    job_id=f"j{i}",
+                    job_type="tissue_mask",
+                    image_path=str(slide),
+                    branch=branch,
                     depends_on=[f"j{i - 1}"] if i else [],
                 )
                 for i in range(chain)
@@ -113,9 +116,24 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
     from bench.scheduler.celery_app import _store, app, tissue_mask
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.scheduler.celery_app", "worker", "--concurrency", str(args.workers),
-         "--loglevel", "WARNING", "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.scheduler.celery_app",
+            "worker",
+            "--concurrency",
+            str(args.workers),
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         app.control.purge()
@@ -150,7 +168,9 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=3)
     parser.add_argument("--chain", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="inference replicas / celery processes")
-    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "postgresql", "celery"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +187,9 @@ def main() -> None:
     print(json.dumps([asdict(r) for r in results], indent=2))
     print(f"\n{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for r in results:
-        print(f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}")
+        print(
+            f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}"
+        )
     celery = next((r for r in results if r.system.startswith("celery")), None)
     if celery:
         for r in results:

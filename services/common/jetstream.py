@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -154,6 +156,15 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
         return
     await js.update_stream(config)
+
+
+async def fetch_batch(subscription: JetStreamContext.PullSubscription, batch: int, wait_seconds: float = 1.0) -> list[Msg]:
+    """Up to `batch` messages; [] when idle. nats-py signals idleness with either its own
+    TimeoutError or asyncio's, depending on where the wait ends, so both mean "nothing yet"."""
+    try:
+        return await subscription.fetch(batch, timeout=wait_seconds)
+    except (NatsTimeoutError, TimeoutError):
+        return []
 
 
 async def bind(js: JetStreamContext, queue: WorkQueue) -> JetStreamContext.PullSubscription:

@@ -40,9 +40,7 @@ JOB_LATENCY = Histogram(
 ACTIVE_USERS = Gauge("active_users", "Tenants admitted now")
 ADMISSION_QUEUE = Gauge("admission_queue_length", "Tenants waiting for admission")
 TILES_PROCESSED = Counter("tiles_processed", "Tiles segmented", ["worker_id"])
-TILE_INFERENCE = Histogram(
-    "tile_inference_seconds", "Model seconds per tile", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
-)
+TILE_INFERENCE = Histogram("tile_inference_seconds", "Model seconds per tile", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
 BATCH_SIZE = Histogram("inference_batch_size", "Tiles per forward pass", buckets=(1, 2, 4, 8, 16, 32, 64))
 WORKER_BUSY = Gauge("worker_busy_ratio", "Share of the last minute spent segmenting", ["worker_id"])
 CONSUMER_PENDING = Gauge("jetstream_consumer_pending", "Messages not yet delivered", ["stream"])

@@ -31,6 +31,7 @@ from services.common.tracing import ServerObservabilityInterceptor, setup_tracin
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 3.0
 
 
 class ServiceApp:
@@ -82,7 +83,11 @@ class ServiceApp:
 
     async def _drain_nats(self) -> None:
         if self.nats and not self.nats.is_closed:
-            await self.nats.drain()
+            try:
+                # Bounded: a drain waiting on a pull request that never completes must not hold shutdown.
+                await asyncio.wait_for(self.nats.drain(), DRAIN_SECONDS)
+            except Exception:  # timed out or the link is gone: close without waiting
+                await self.nats.close()
 
     async def _set_serving(self, up: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if up else health_pb2.HealthCheckResponse.NOT_SERVING

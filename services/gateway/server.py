@@ -57,5 +57,5 @@ async def build(app: ServiceApp) -> None:
         SystemServicer(settings, clients, app.nats, workers),
         f"{PACKAGE}.SystemService",
     )
-    runner = await start_http(settings.port_base + PORT_OFFSETS["gateway_http"])
+    runner = await start_http(settings.port_base + PORT_OFFSETS["gateway_http"], settings.slide_roots)
     app.on_shutdown(runner.cleanup)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from google.protobuf import json_format
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from services.common import jetstream
@@ -59,9 +58,8 @@ class Planner:
         running: set[asyncio.Task[None]] = set()
         while True:
             await self._slots.acquire()
-            try:
-                messages = await subscription.fetch(1, timeout=1)
-            except NatsTimeout:
+            messages = await jetstream.fetch_batch(subscription, 1)
+            if not messages:
                 self._slots.release()
                 continue
             task = asyncio.create_task(self._handle(messages[0]))

@@ -15,7 +15,6 @@ from collections import deque
 
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from services.common import jetstream, metrics
@@ -77,9 +76,8 @@ class TileWorker:
         await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
         subscription = await jetstream.bind(self.js, jetstream.TILES)
         while True:
-            try:
-                messages = await subscription.fetch(self.batch_size, timeout=1)
-            except NatsTimeout:
+            messages = await jetstream.fetch_batch(subscription, self.batch_size)
+            if not messages:
                 continue
             await self.process(messages)
 

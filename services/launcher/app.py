@@ -101,16 +101,9 @@ class Launcher:
         self.log.launcher("INFO", f"JetStream streams ready on {s.nats_url}")
         await migrations
         try:
-            path, stripped = await descriptor
+            path = await descriptor
         except SystemExit as error:
             raise StartupError(f"cannot build the descriptor set: {error}") from None
-        if stripped:
-            self.log.launcher(
-                "WARN",
-                "Envoy's transcoder does not support response_body on non-HttpBody fields; cleared it for "
-                + ", ".join(stripped)
-                + " (their REST answers carry the whole response message)",
-            )
         config = envoy_config.write_config(s, path, s.data_dir / "envoy.yaml")
 
         names = []

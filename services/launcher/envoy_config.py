@@ -41,12 +41,11 @@ def write_config(settings: Settings, descriptor: Path, out: Path) -> Path:
     return out
 
 
-def write_descriptor(out: Path) -> tuple[Path, list[str]]:
-    """protos/ -> the descriptor set (skipped when it is newer than every .proto).
-    Also returns the methods whose response_body had to be cleared for Envoy."""
+def write_descriptor(out: Path) -> Path:
+    """protos/ -> the descriptor set (skipped when it is newer than every .proto)."""
     protos = list(PROTO_DIR.rglob("*.proto"))
     if out.is_file() and protos and out.stat().st_mtime >= max(p.stat().st_mtime for p in protos):
-        return out, []
+        return out
     spec = importlib.util.spec_from_file_location("slidelane_gen_protos", GEN_PROTOS)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(GEN_PROTOS)
@@ -54,40 +53,8 @@ def write_descriptor(out: Path) -> tuple[Path, list[str]]:
     spec.loader.exec_module(module)
     tmp = out.with_suffix(".tmp")
     module.write_descriptor(tmp)
-    data, changed = strip_unsupported_response_body(tmp.read_bytes())
-    tmp.write_bytes(data)
     tmp.replace(out)
-    return out, changed
-
-
-def strip_unsupported_response_body(data: bytes) -> tuple[bytes, list[str]]:
-    """Envoy 1.40's transcoder refuses `response_body` unless it names a google.api.HttpBody
-    field ("not supported yet for non-HttpBody fields") and then rejects the whole config.
-    Clear those so Envoy starts; REST then answers with the whole response message.
-    Returns the new descriptor set and the methods changed."""
-    from google.api import annotations_pb2
-    from google.protobuf import descriptor_pb2
-
-    fds = descriptor_pb2.FileDescriptorSet.FromString(data)
-    messages = {}
-    for f in fds.file:
-        for m in f.message_type:
-            messages[f".{f.package}.{m.name}" if f.package else f".{m.name}"] = m
-    changed: list[str] = []
-    for f in fds.file:
-        for service in f.service:
-            for method in service.method:
-                if not method.options.HasExtension(annotations_pb2.http):
-                    continue
-                rule = method.options.Extensions[annotations_pb2.http]
-                if not rule.response_body:
-                    continue
-                response = messages.get(method.output_type)
-                field = next((x for x in response.field if x.name == rule.response_body), None) if response else None
-                if field is None or field.type_name != ".google.api.HttpBody":
-                    rule.response_body = ""
-                    changed.append(f"{f.package}.{service.name}.{method.name}")
-    return fds.SerializeToString(), changed
+    return out
 
 
 def validate(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -11,14 +11,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from services.common import jetstream, metrics
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.admission_client import AdmissionClient
+from services.scheduler.models import OutboxRow
+from services.scheduler.outcomes import report_from_status
 from services.scheduler.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,17 @@ CLAIM_BATCH = 200
 OUTBOX_BATCH = 500
 STATUS_BATCH = 256
 GAUGE_SECONDS = 5.0
+
+
+def message_id(row: OutboxRow) -> str:
+    """The de-duplication id of an outbox message: stable across re-publishing, unique forever.
+
+    Not the row id: published rows are deleted and SQLite hands their ids out again,
+    and JetStream would then drop a new message as a duplicate of an old one.
+    """
+    if row.seq:
+        return f"event-{row.workflow_id}-{row.seq}"
+    return f"dispatch-{hashlib.sha256(row.payload).hexdigest()[:32]}"
 
 
 class Wakeup:
@@ -80,7 +93,9 @@ class SchedulerLoops:
             rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
             if rows:
                 acks = [
-                    await self.js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": f"outbox-{row.id}"})
+                    await self.js.publish_async(
+                        row.subject, row.payload, headers={**(row.headers or {}), "Nats-Msg-Id": message_id(row)}
+                    )
                     for row in rows
                 ]
                 await asyncio.gather(*acks)
@@ -116,12 +131,17 @@ class SchedulerLoops:
     async def status(self) -> None:
         subscription = await jetstream.bind(self.js, jetstream.STATUS)
         while True:
-            try:
-                messages = await subscription.fetch(STATUS_BATCH, timeout=1)
-            except NatsTimeout:
+            messages = await jetstream.fetch_batch(subscription, STATUS_BATCH)
+            if not messages:
                 continue
-            for message in messages:
-                await self.apply_status(messaging_pb2.JobStatus.FromString(message.data))
+            reports = [r for m in messages if (r := report_from_status(messaging_pb2.JobStatus.FromString(m.data)))]
+            try:
+                # One transaction for the whole batch: per-report transactions cap throughput.
+                await self.repository.apply_reports(reports, self.max_attempts)
+            except Exception:
+                log.warning("batch of %d reports failed; applying one by one", len(reports), exc_info=True)
+                for message in messages:
+                    await self.apply_status(messaging_pb2.JobStatus.FromString(message.data))
             # Acked only after the changes are committed: a crash before this replays them,
             # and applying a status twice is harmless (stale or repeated attempts are ignored).
             await asyncio.gather(*(message.ack() for message in messages))

@@ -13,7 +13,6 @@ import time
 
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
 from services.common import jetstream
@@ -45,9 +44,8 @@ class ResultsConsumer:
         await self.watch_cancellations()
         subscription = await jetstream.bind(self.js, jetstream.RESULTS)
         while True:
-            try:
-                messages = await subscription.fetch(FETCH_BATCH, timeout=1)
-            except NatsTimeout:
+            messages = await jetstream.fetch_batch(subscription, FETCH_BATCH)
+            if not messages:
                 continue
             for message in messages:
                 await self.handle(message)

@@ -91,7 +91,7 @@ def test_scripts_the_manifests_run_exist() -> None:
 def test_envoy_config_for_named_upstreams_validates(tmp_path: Path) -> None:
     envoy_config = pytest.importorskip("services.launcher.envoy_config")
     entrypoint = _load_script("envoy_entrypoint")
-    descriptor, _ = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
+    descriptor = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
     config = entrypoint.render({"SLIDELANE_GATEWAY_ADDR": "gateway:50051", "SLIDELANE_ENVOY_DESCRIPTOR": str(descriptor)})
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for name, port in (("gateway_grpc", 50051), ("gateway_http", 50055)):

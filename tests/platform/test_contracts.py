@@ -37,7 +37,7 @@ def test_generated_stubs_do_not_drift() -> None:
 
 def test_envoy_accepts_rendered_config(tmp_path: Path) -> None:
     settings = Settings.from_env({"SLIDELANE_DATA_DIR": str(tmp_path), "SLIDELANE_PORT": "18080"})
-    descriptor, _ = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
+    descriptor = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
     config = envoy_config.write_config(settings, descriptor, tmp_path / "envoy.yaml")
     text = config.read_text()
     assert "port_value: 18080" in text and "${" not in text.replace("${name}", "")
@@ -48,7 +48,7 @@ def test_envoy_accepts_rendered_config(tmp_path: Path) -> None:
 def test_descriptor_keeps_every_public_service(tmp_path: Path) -> None:
     from google.protobuf import descriptor_pb2
 
-    descriptor, _ = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
+    descriptor = envoy_config.write_descriptor(tmp_path / "slidelane.pb")
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
     services = {f"{f.package}.{s.name}" for f in fds.file for s in f.service}
     for name in ("Workflow", "Job", "Progress", "Visualization", "Metrics", "System"):

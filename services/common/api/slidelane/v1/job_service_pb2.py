@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from services.common.api.slidelane.v1 import types_pb2 as slidelane_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eslidelane/v1/job_service.proto\x12\x0cslidelane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x18slidelane/v1/types.proto\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.slidelane.v1.Job\"6\n\x14GetJobResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t2\xe3\x01\n\nJobService\x12\x64\n\x06GetJob\x12\x1b.slidelane.v1.GetJobRequest\x1a\x1c.slidelane.v1.GetJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x12/api/jobs/{job_id}b\x03job\x12o\n\rGetJobResults\x12\".slidelane.v1.GetJobResultsRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/jobs/{job_id}/results0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eslidelane/v1/job_service.proto\x12\x0cslidelane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x18slidelane/v1/types.proto\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.slidelane.v1.Job\"6\n\x14GetJobResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t2\xde\x01\n\nJobService\x12_\n\x06GetJob\x12\x1b.slidelane.v1.GetJobRequest\x1a\x1c.slidelane.v1.GetJobResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/jobs/{job_id}\x12o\n\rGetJobResults\x12\".slidelane.v1.GetJobResultsRequest\x1a\x14.google.api.HttpBody\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/jobs/{job_id}/results0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slidelane.v1.job_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
-  _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\031\022\022/api/jobs/{job_id}b\003job'
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\024\022\022/api/jobs/{job_id}'
   _globals['_JOBSERVICE'].methods_by_name['GetJobResults']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['GetJobResults']._serialized_options = b'\202\323\344\223\002\034\022\032/api/jobs/{job_id}/results'
   _globals['_GETJOBREQUEST']._serialized_start=131
@@ -45,5 +45,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETJOBRESULTSREQUEST']._serialized_start=214
   _globals['_GETJOBRESULTSREQUEST']._serialized_end=268
   _globals['_JOBSERVICE']._serialized_start=271
-  _globals['_JOBSERVICE']._serialized_end=498
+  _globals['_JOBSERVICE']._serialized_end=493
 # @@protoc_insertion_point(module_scope)
