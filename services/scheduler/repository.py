@@ -309,6 +309,9 @@ class WorkflowRepository:
                 .execution_options(populate_existing=True)
             )
             jobs = list((await session.execute(query)).scalars())
+            # Stamped after the locked re-read, so a job never starts "before" the end of the
+            # lane-mate whose commit made it the head (that end was stamped before its commit).
+            now = max(now, self.clock())
             started: dict[str, list[events_pb2.WorkflowEvent]] = {}
             for job in jobs:
                 job.state = "RUNNING"
