@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 
 from services.common.api.slidelane.v1 import types_pb2, workflow_service_pb2, workflow_service_pb2_grpc
-from tests.cluster import Cluster
+from tests.cluster import Cluster, start_cluster
+from tests.databases import POSTGRES
 from tests.slides import write_test_slide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,12 +103,34 @@ async def _slidelane(cluster: Cluster, slide: Path, tenants: int, branches: int,
     return Result(name, total, seconds, total / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), failed)
 
 
-def run_slidelane(database_url: str | None, slide: Path, args: argparse.Namespace, name: str) -> Result:
-    env = {"SLIDELANE_MAX_ACTIVE_USERS": str(args.tenants), "SLIDELANE_INFERENCE_WORKERS": str(args.workers)}
-    if database_url:
-        env["SLIDELANE_DATABASE_URL"] = database_url
-    with Cluster.start(env=env, slide_root=slide.parent) as cluster:
-        return asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Result:
+    env = {
+        "SLIDELANE_MAX_ACTIVE_USERS": str(args.tenants),
+        "SLIDELANE_INFERENCE_WORKERS": str(args.workers),
+        "SLIDELANE_LOG_FORMAT": "json",
+    }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        database = f"slidelane_bench_{uuid.uuid4().hex[:8]}"
+        if database_kind == "postgresql":
+            asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
+            env["SLIDELANE_DATABASE_URL"] = f"postgresql+asyncpg://{POSTGRES}/{database}"
+        try:
+            with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
+                slide = cluster.slide_root / "tiny.tif"
+                write_test_slide(slide, width=256, height=256, seed=1)
+                return asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+        finally:
+            if database_kind == "postgresql":
+                asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(f"postgresql://{POSTGRES}/test")
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 def run_celery(slide: Path, args: argparse.Namespace) -> Result:
@@ -179,9 +202,9 @@ def main() -> None:
         write_test_slide(slide, width=256, height=256, seed=1)
         results = []
         if "sqlite" not in args.skip:
-            results.append(run_slidelane(None, slide, args, "slidelane sqlite"))
+            results.append(run_slidelane("sqlite", args, "slidelane sqlite"))
         if "postgresql" not in args.skip:
-            results.append(run_slidelane(args.postgres, slide, args, "slidelane postgresql"))
+            results.append(run_slidelane("postgresql", args, "slidelane postgresql"))
         if "celery" not in args.skip:
             results.append(run_celery(slide, args))
     print(json.dumps([asdict(r) for r in results], indent=2))
