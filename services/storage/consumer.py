@@ -47,8 +47,16 @@ class ResultsConsumer:
             messages = await jetstream.fetch_batch(subscription, FETCH_BATCH)
             if not messages:
                 continue
+            # Jobs are independent: handle them side by side; one job's messages stay in order,
+            # so its spool and its finalisation see them one at a time.
+            by_job: dict[str, list[Msg]] = {}
             for message in messages:
-                await self.handle(message)
+                by_job.setdefault(message.subject, []).append(message)
+            await asyncio.gather(*(self._handle_in_order(group) for group in by_job.values()))
+
+    async def _handle_in_order(self, messages: list[Msg]) -> None:
+        for message in messages:
+            await self.handle(message)
 
     async def handle(self, message: Msg) -> None:
         envelope = messaging_pb2.ResultEnvelope.FromString(message.data)

@@ -44,9 +44,9 @@ class LocalDirectoryStore:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
+                # No fsync: write + rename survives a killed process (the page cache
+                # stays); surviving power loss is the job of a durable object store.
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
