@@ -280,6 +280,8 @@ async function main() {
     await page.locator(`tr[data-workflow-id="${workflowId}"] a`).first().focus();
     await page.keyboard.press("Enter");
     await page.waitForURL(/#\/workflows\/[0-9a-f-]+$/);
+    // The new view renders after the URL changes; give it a moment to take focus.
+    await page.waitForFunction(() => document.activeElement?.tagName === "H1", null, { timeout: 5_000 }).catch(() => {});
     const focusedHeading = await page.evaluate(() => document.activeElement?.tagName);
     check("in-app navigation moves focus to the new page's heading", focusedHeading === "H1", String(focusedHeading));
 

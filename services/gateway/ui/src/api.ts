@@ -59,6 +59,11 @@ class ConnectivityTracker {
     return () => this.listeners.delete(listener);
   }
 
+  /** Begin the background health poll (every 5 s while online, 3 s while offline). */
+  start(): void {
+    if (typeof window !== "undefined") this.schedulePoll(5000);
+  }
+
   onReconnect(listener: () => void): () => void {
     this.reconnectListeners.add(listener);
     return () => this.reconnectListeners.delete(listener);
@@ -90,6 +95,9 @@ class ConnectivityTracker {
       const health = await rawSystem.getHealth({}, { timeoutMs: 4000 });
       if (health.status === "SERVING") {
         this.up();
+        // Keep polling while online too: a page with no call in flight (a finished
+        // workflow, say) must still notice that the gateway went away.
+        this.schedulePoll(5000);
         return;
       }
       const broken = health.components.filter((c) => c.essential && !c.healthy).map((c) => c.name);
@@ -102,6 +110,7 @@ class ConnectivityTracker {
 }
 
 export const connectivity = new ConnectivityTracker();
+connectivity.start();
 
 /** True when the error means "the gateway (or a service behind it) cannot be reached". */
 export function isUnreachable(error: unknown): boolean {
