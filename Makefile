@@ -24,7 +24,10 @@ test: $(STAMP) $(UI_DEPS) system-deps
 ui: $(UI_BUILD)
 
 $(UI_DEPS): $(UI)/package-lock.json
-	cd $(UI) && npm ci --no-audit --no-fund
+	# Not `npm ci`: vite's optional dependency napi-windows-process-start-time is not in the
+	# registry this project installs from, so the lock file cannot list it and `npm ci`
+	# refuses; `npm install` follows the lock file and skips the unavailable optional package.
+	cd $(UI) && npm install --no-audit --no-fund
 	touch $(UI_DEPS)
 
 $(UI_BUILD): $(UI_DEPS) $(STAMP) $(shell find $(UI)/src protos -type f 2>/dev/null)
