@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
+SERVICES_DIR = Path(__file__).resolve().parents[1] / "services"
 POSTGRES = os.environ.get("SLIDELANE_TEST_POSTGRES", "postgres@127.0.0.1:5432")
 
 
@@ -41,3 +42,21 @@ async def fresh_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def migrations_dir(service: str) -> Path:
+    return SERVICES_DIR / service / "migrations"
+
+
+@asynccontextmanager
+async def migrated_database(kind: str, tmp_path: Path, service: str) -> AsyncIterator[str]:
+    """A fresh database of the kind with one service's migrations applied (skips without PostgreSQL)."""
+    import pytest
+
+    from services.common import db
+
+    if kind == "postgresql" and (reason := await postgres_available()):
+        pytest.skip(reason)
+    async with fresh_database(kind, tmp_path) as url:
+        await db.migrate(url, migrations_dir(service), service)
+        yield url

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from services.common import db
 from services.scheduler.repository import WorkflowRepository
-from tests.databases import fresh_database, postgres_available
+from tests.databases import migrated_database, migrations_dir
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "migrations"
+MIGRATIONS = migrations_dir("scheduler")
 
 
 class FakeClock:
@@ -29,10 +28,7 @@ class FakeClock:
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request, tmp_path):
     """A migrated, empty scheduler database of each kind."""
-    if request.param == "postgresql" and (reason := await postgres_available()):
-        pytest.skip(reason)
-    async with fresh_database(request.param, tmp_path) as url:
-        await db.migrate(url, MIGRATIONS, "scheduler")
+    async with migrated_database(request.param, tmp_path, "scheduler") as url:
         yield url
 
 

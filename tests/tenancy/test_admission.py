@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
 from services.common import db
 from services.tenancy.admission import AdmissionRepository
-from tests.databases import fresh_database, postgres_available
+from tests.databases import migrated_database, migrations_dir
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "tenancy" / "migrations"
+MIGRATIONS = migrations_dir("tenancy")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request, tmp_path):
-    if request.param == "postgresql" and (reason := await postgres_available()):
-        pytest.skip(reason)
-    async with fresh_database(request.param, tmp_path) as url:
-        await db.migrate(url, MIGRATIONS, "tenancy")
+    async with migrated_database(request.param, tmp_path, "tenancy") as url:
         yield url
 
 
