@@ -50,7 +50,9 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     warp = _smooth_noise(rng, (size, size), rng.uniform(6, 20)) * rng.uniform(2, 8)
     phase = (xx * np.cos(theta) + yy * np.sin(theta)) / period * 2 * np.pi + warp
     # fibre strength varies along the fibres, so stroma is not a regular zebra pattern
-    fibres = np.clip(np.sin(phase), 0, 1) ** rng.uniform(0.5, 3) * np.clip(0.7 + 0.5 * _smooth_noise(rng, (size, size), 5), 0, 1.5)
+    fibres = np.clip(np.sin(phase), 0, 1) ** rng.uniform(0.5, 3) * np.clip(
+        0.7 + 0.5 * _smooth_noise(rng, (size, size), 5), 0, 1.5
+    )
     density = rng.uniform(0.05, 1.0)
     patch = np.clip(0.6 + 0.5 * _smooth_noise(rng, (size, size), rng.uniform(10, 40)), 0, 1.2)
     e_od = density * patch * (rng.uniform(0.3, 0.8) + rng.uniform(0.2, 0.9) * fibres)
@@ -58,9 +60,7 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     return e_od.astype(np.float32), h_od.astype(np.float32)
 
 
-def _ellipse_mask(
-    rng: np.random.Generator, a: float, b: float, angle: float, wobble: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _ellipse_mask(rng: np.random.Generator, a: float, b: float, angle: float, wobble: float) -> tuple[np.ndarray, np.ndarray]:
     """Mask of a perturbed ellipse (half axes a, b) in its own box, and relative radius."""
     r = int(np.ceil(max(a, b) * (1 + 3 * wobble))) + 2
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float32)
@@ -75,9 +75,7 @@ def _ellipse_mask(
     return rel < 1.0, rel
 
 
-def _nucleus_od(
-    rng: np.random.Generator, mask: np.ndarray, rel: np.ndarray, kind: str, darkness: float
-) -> np.ndarray:
+def _nucleus_od(rng: np.random.Generator, mask: np.ndarray, rel: np.ndarray, kind: str, darkness: float) -> np.ndarray:
     """Haematoxylin OD inside one nucleus: chromatin texture, vesicular rim, nucleoli."""
     shape = mask.shape
     texture = 1 + rng.uniform(0.05, 0.35) * _smooth_noise(rng, shape, rng.uniform(0.7, 2.0))

@@ -140,7 +140,15 @@ def export(model: torch.nn.Module, path: Path) -> None:
 
 
 def train(
-    steps: int, out: Path, seed: int, batch: int, tile: int, lr: float, hot_fraction: float, threads: int, checkpoint_every: int = 250
+    steps: int,
+    out: Path,
+    seed: int,
+    batch: int,
+    tile: int,
+    lr: float,
+    hot_fraction: float,
+    threads: int,
+    checkpoint_every: int = 250,
 ) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
