@@ -15,12 +15,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.schema import MetaData
 
+from services.common.tracing import trace_queries
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
 def create_engine(url: str) -> AsyncEngine:
+    engine = _create_engine(url)
+    trace_queries(engine.sync_engine)
+    return engine
+
+
+def _create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -8,12 +8,17 @@ Streams (all file storage):
   EVENTS    events.<tenant>.<workflow_id>          limits retention (24 h), for watchers
 Each work-queue stream has ONE durable pull consumer that every replica binds to,
 so each message goes to exactly one replica (a WorkQueue stream allows no more).
+
+Services publish to streams only through `publish` / `publish_async` here, which put
+the W3C trace context into the message headers; consumers open their spans from
+those headers with services.common.tracing.consuming / consuming_each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import nats
@@ -21,8 +26,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from opentelemetry.context import Context
+
+from services.common import tracing
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,31 @@ def cancel_subject(tenant: str, job_id: str = "*") -> str:
 def max_deliveries_advisory(queue: WorkQueue) -> str:
     """Published when a message ran out of deliveries; it then stays in the stream."""
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{queue.stream}.{queue.durable}"
+
+
+async def publish(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    headers: Mapping[str, str] | None = None,
+    parent: Context | None = None,
+) -> PubAck:
+    """js.publish in a producer span (child of `parent`, else of the current span) whose
+    traceparent travels in the message headers, beside `headers`."""
+    with tracing.publishing(subject, headers, parent) as traced:
+        return await js.publish(subject, payload, headers=traced)
+
+
+async def publish_async(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    headers: Mapping[str, str] | None = None,
+    parent: Context | None = None,
+) -> asyncio.Future[PubAck]:
+    """js.publish_async likewise; await the future it returns for the stream's ack."""
+    with tracing.publishing(subject, headers, parent) as traced:
+        return await js.publish_async(subject, payload, headers=traced)
 
 
 async def connect(

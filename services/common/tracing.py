@@ -1,17 +1,39 @@
-"""OpenTelemetry tracing across gRPC and NATS.
+"""OpenTelemetry tracing across gRPC, NATS and the DB.
 
 W3C trace context travels in gRPC metadata (`traceparent`) and in NATS message
 headers, so one trace runs from CreateWorkflow through dispatch and every tile to
 the result file. Spans are exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT
-is set; otherwise they are created (so trace ids reach the logs) and dropped.
+is set; otherwise they are created (so trace ids reach the logs) and dropped. The
+SDK's own variables apply (OTEL_TRACES_SAMPLER=parentbased_traceidratio and
+OTEL_TRACES_SAMPLER_ARG keep a share of whole traces).
+
+The spans of one workflow (service: span name [kind]):
+
+  gateway    /slidelane.v1.WorkflowService/CreateWorkflow [server]
+  scheduler  /slidelane.internal.v1.SchedulerService/CreateWorkflow [server]; its context
+             is stored with the workflow (workflows.trace_context): jobs start later
+  scheduler  dispatch <job_type> [internal]: a job started; child of the stored context,
+             its traceparent stored in the outbox row with the JobDispatch
+  scheduler  publish dispatch [producer]: the outbox loop sends the row
+  inference  process dispatch [consumer]: the planner plans the job and sends
+             publish results, publish status, publish tiles [producer] (one per tile)
+  inference  process tiles [consumer]: one per tile on whichever worker, then publish results
+  storage    process results [consumer]: one per result; the job's last one also has
+             finalise results [internal] and publish status
+  scheduler  process status [consumer]
+  and a [client] span per SQL statement (SELECT, INSERT, ...) run inside any of these.
+
+Workflow events carry a context of their workflow's trace (publish events spans);
+watchers fan them out without spans of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import grpc
 from opentelemetry import context as otel_context
@@ -19,46 +41,192 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from services.common import metrics
 
-_configured = False
+_provider: TracerProvider | None = None
+MAX_STATEMENT_CHARS = 2000
 
 
 def setup_tracing(service: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Install the process's tracer provider (once); tests pass an in-memory exporter."""
-    global _configured
-    provider = TracerProvider(resource=Resource.create({"service.name": f"slidelane-{service}"}))
-    if exporter is None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    """The process's tracer provider, installed on the first call; each call's exporter
+    (tests pass an in-memory one) is added to it."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider(resource=Resource.create({"service.name": f"slidelane-{service}"}))
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(_provider)
     if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    if not _configured:
-        trace.set_tracer_provider(provider)
-        _configured = True
-    return provider
+        _provider.add_span_processor(BatchSpanProcessor(exporter))
+    return _provider
 
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
-def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """The current trace context as headers (for NATS messages and gRPC metadata)."""
+def inject(headers: Mapping[str, str] | None = None, context: otel_context.Context | None = None) -> dict[str, str]:
+    """`headers` plus the trace context (the current one by default) as W3C headers,
+    for NATS messages and gRPC metadata; nothing is added outside any span."""
     carrier: dict[str, str] = dict(headers or {})
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     return carrier
 
 
 def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context that headers (NATS, gRPC metadata, a stored dict) carry."""
     return propagate.extract(dict(headers or {}))
+
+
+def in_span() -> bool:
+    return trace.get_current_span().get_span_context().is_valid
 
 
 def current_trace_id() -> str:
     span_context = trace.get_current_span().get_span_context()
     return format(span_context.trace_id, "032x") if span_context.is_valid else ""
+
+
+def record_step(name: str, parent: Mapping[str, str] | None, attributes: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """A span for an instant decision, child of the context `parent` carries; returns the
+    headers of the new span, for a message that leaves later (the outbox)."""
+    span = tracer(__name__).start_span(name, context=extract(parent), attributes=attributes)
+    span.end()
+    return inject(context=trace.set_span_in_context(span))
+
+
+# ----- NATS messages ---------------------------------------------------------------------
+
+
+class Message(Protocol):
+    """What the consume spans read of a NATS message (nats.aio.msg.Msg)."""
+
+    subject: str
+    headers: dict[str, str] | None
+
+
+def _destination(subject: str) -> str:
+    """The first subject token ("tiles", "results"): span names stay few, ids go in attributes."""
+    return subject.split(".", 1)[0]
+
+
+def _message_attributes(subject: str, operation: str) -> dict[str, Any]:
+    return {
+        "messaging.system": "nats",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": subject,
+    }
+
+
+@contextlib.contextmanager
+def publishing(
+    subject: str, headers: Mapping[str, str] | None = None, parent: otel_context.Context | None = None
+) -> Iterator[dict[str, str]]:
+    """A producer span for one message (child of `parent`, else of the current span);
+    yields `headers` plus the span's traceparent, to publish with."""
+    with tracer(__name__).start_as_current_span(
+        f"publish {_destination(subject)}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes=_message_attributes(subject, "send"),
+    ):
+        yield inject(headers)
+
+
+def _consume_span(message: Message) -> Span:
+    attributes = _message_attributes(message.subject, "process")
+    if message.headers and (message_id := message.headers.get("Nats-Msg-Id")):
+        attributes["messaging.message.id"] = message_id
+    return tracer(__name__).start_span(
+        f"process {_destination(message.subject)}",
+        context=extract(message.headers),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    )
+
+
+@contextlib.contextmanager
+def consuming(message: Message) -> Iterator[Span]:
+    """A consumer span for one message, child of the context its headers carry, current
+    inside the block (so what the handler publishes or queries joins the trace)."""
+    span = _consume_span(message)
+    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+        yield span
+
+
+@contextlib.contextmanager
+def consuming_each(messages: Sequence[Message]) -> Iterator[list[Span]]:
+    """One consumer span per message of a batch handled as one (a worker's tile batch, the
+    scheduler's status batch). Not made current, since the messages may belong to different
+    traces: make one current with trace.use_span to publish on its behalf. All end on exit;
+    if the block raises, each records the error (cancellation at shutdown is no error)."""
+    spans = [_consume_span(message) for message in messages]
+    try:
+        yield spans
+    except Exception as error:
+        for span in spans:
+            fail_span(span, error)
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def fail_span(span: Span, error: BaseException) -> None:
+    """Mark a span failed (for errors handled without raising through it)."""
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, str(error) or error.__class__.__name__))
+
+
+# ----- SQL -------------------------------------------------------------------------------
+
+
+def trace_queries(engine: Engine) -> None:
+    """A client span per SQL statement, only inside a traced operation: the polling loops'
+    idle queries, outside any span, would each make a trace of their own."""
+    spans = tracer("sqlalchemy")
+    system = engine.dialect.name
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if context is None or not in_span():
+            return
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+        context._slidelane_span = spans.start_span(
+            operation,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system.name": system,
+                "db.operation.name": operation,
+                # Statements hold placeholders, never the bound values.
+                "db.query.text": statement[:MAX_STATEMENT_CHARS],
+            },
+        )
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        span = getattr(context, "_slidelane_span", None)
+        if span is not None:
+            span.end()
+            context._slidelane_span = None
+
+    @event.listens_for(engine, "handle_error")
+    def _error(exception_context):  # type: ignore[no-untyped-def]
+        context = exception_context.execution_context
+        span = getattr(context, "_slidelane_span", None)
+        if span is not None:
+            fail_span(span, exception_context.original_exception)
+            span.end()
+            context._slidelane_span = None
+
+
+# ----- gRPC ------------------------------------------------------------------------------
 
 
 class ServerObservabilityInterceptor(grpc.aio.ServerInterceptor):

@@ -21,7 +21,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.common import jetstream
+from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.slides import SlideError, open_slide
 from services.inference.tiling import plan_tiles, slide_normalisation
@@ -67,34 +67,45 @@ class Planner:
             task.add_done_callback(running.discard)
 
     async def _handle(self, message: Msg) -> None:
-        dispatch = messaging_pb2.JobDispatch.FromString(message.data)
-        heartbeat = asyncio.create_task(_keep_in_progress(message))
-        try:
-            await self._run_job(dispatch)
-        except SlideError as error:
-            await self._report_failure(dispatch, str(error), permanent=error.permanent)
-        except ValueError as error:  # bad params or an unusable slide: retrying cannot help
-            await self._report_failure(dispatch, str(error), permanent=True)
-        except Exception as error:
-            log.exception("planning failed", extra={"job_id": dispatch.id, "tenant": dispatch.tenant_id})
-            await self._report_failure(dispatch, f"planning failed: {error}", permanent=False)
-        finally:
-            heartbeat.cancel()
-            self._slots.release()
-        await message.ack()
+        # The span covers planning and the paced publishing of every tile of the job.
+        with tracing.consuming(message) as span:
+            dispatch = messaging_pb2.JobDispatch.FromString(message.data)
+            heartbeat = asyncio.create_task(_keep_in_progress(message))
+            try:
+                await self._run_job(dispatch)
+            except SlideError as error:
+                tracing.fail_span(span, error)
+                await self._report_failure(dispatch, str(error), permanent=error.permanent)
+            except ValueError as error:  # bad params or an unusable slide: retrying cannot help
+                tracing.fail_span(span, error)
+                await self._report_failure(dispatch, str(error), permanent=True)
+            except Exception as error:
+                tracing.fail_span(span, error)
+                log.exception("planning failed", extra={"job_id": dispatch.id, "tenant": dispatch.tenant_id})
+                await self._report_failure(dispatch, f"planning failed: {error}", permanent=False)
+            finally:
+                heartbeat.cancel()
+                self._slots.release()
+            await message.ack()
 
     async def _run_job(self, dispatch: messaging_pb2.JobDispatch) -> None:
         params = json_format.MessageToDict(dispatch.params)
+        spans = tracing.tracer(__name__)
         if dispatch.job_type == "tissue_mask":
-            result = await asyncio.to_thread(self._tissue_mask, dispatch)
+            with spans.start_as_current_span("tissue mask"):
+                result = await asyncio.to_thread(self._tissue_mask, dispatch)
             envelope = messaging_pb2.ResultEnvelope(tissue_mask=result)
-            await self.js.publish(jetstream.results_subject(dispatch.tenant_id, dispatch.id), envelope.SerializeToString())
+            await jetstream.publish(
+                self.js, jetstream.results_subject(dispatch.tenant_id, dispatch.id), envelope.SerializeToString()
+            )
             return
-        job = await asyncio.to_thread(self._plan_segmentation, dispatch, params)
-        await self.js.publish(
+        with spans.start_as_current_span("plan tiles"):
+            job = await asyncio.to_thread(self._plan_segmentation, dispatch, params)
+        await jetstream.publish(
+            self.js,
             jetstream.results_subject(dispatch.tenant_id, dispatch.id),
             messaging_pb2.ResultEnvelope(plan=job.plan).SerializeToString(),
-            headers={"Nats-Msg-Id": f"plan-{dispatch.id}-{dispatch.attempt}"},
+            {"Nats-Msg-Id": f"plan-{dispatch.id}-{dispatch.attempt}"},
         )
         await self._publish_status(dispatch, planned=messaging_pb2.JobPlanned(tiles_total=job.plan.tiles_total))
         log.info(
@@ -180,10 +191,11 @@ class Planner:
                 continue
             batch = tasks[next_index : next_index + room]
             acks = [
-                await self.js.publish_async(
+                await jetstream.publish_async(
+                    self.js,
                     subject,
                     task.SerializeToString(),
-                    headers={"Nats-Msg-Id": f"tile-{task.job_id}-{task.attempt}-{task.tile_index}"},
+                    {"Nats-Msg-Id": f"tile-{task.job_id}-{task.attempt}-{task.tile_index}"},
                 )
                 for task in batch
             ]
@@ -198,7 +210,7 @@ class Planner:
         status = messaging_pb2.JobStatus(
             tenant_id=dispatch.tenant_id, workflow_id=dispatch.workflow_id, job_id=dispatch.id, attempt=dispatch.attempt, **kind
         )
-        await self.js.publish(jetstream.status_subject(dispatch.tenant_id, dispatch.id), status.SerializeToString())
+        await jetstream.publish(self.js, jetstream.status_subject(dispatch.tenant_id, dispatch.id), status.SerializeToString())
 
 
 async def _keep_in_progress(message: Msg) -> None:

@@ -3,7 +3,8 @@
 A result is published before its task is acked, so a worker killed mid-batch loses
 nothing: its unacked tasks are redelivered after ack_wait, and storage counts each
 tile once whatever the number of deliveries. Long batches send in_progress() so a
-slow CPU batch is not mistaken for a dead worker.
+slow CPU batch is not mistaken for a dead worker. Each tile has its own consumer span
+(in its job's trace, though the batch mixes jobs), under which its result is published.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import trace
 
-from services.common import jetstream, metrics
+from services.common import jetstream, metrics, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import metrics_service_pb2
 from services.common.slides import SlideCache, SlideError
@@ -26,6 +29,15 @@ from services.inference.segmentation import Segmenter
 log = logging.getLogger(__name__)
 IN_PROGRESS_SECONDS = 10.0
 RATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass
+class Tile:
+    """A tile task being worked on: its message, its decoded task, its consumer span."""
+
+    message: Msg
+    task: messaging_pb2.TileTask
+    span: trace.Span
 
 
 class TileWorker:
@@ -82,40 +94,53 @@ class TileWorker:
             await self.process(messages)
 
     async def process(self, messages: list[Msg]) -> None:
-        tasks: list[tuple[Msg, messaging_pb2.TileTask]] = []
-        for message in messages:
-            task = messaging_pb2.TileTask.FromString(message.data)
-            if task.job_id in self._cancelled:
-                await message.ack()  # dropped: the job was cancelled
-            else:
-                tasks.append((message, task))
-        if not tasks:
-            return
-        keepalive = asyncio.create_task(_keep_in_progress([m for m, _ in tasks]))
+        with tracing.consuming_each(messages) as spans:
+            tiles: list[Tile] = []
+            for message, span in zip(messages, spans, strict=True):
+                span.set_attributes({"slidelane.worker_id": self.worker_id, "slidelane.batch_size": len(messages)})
+                task = messaging_pb2.TileTask.FromString(message.data)
+                if task.job_id in self._cancelled:
+                    span.set_attribute("slidelane.dropped", "job cancelled")
+                    await message.ack()
+                else:
+                    tiles.append(Tile(message, task, span))
+            if tiles:
+                await self._process(tiles)
+
+    async def _process(self, tiles: list[Tile]) -> None:
+        keepalive = asyncio.create_task(_keep_in_progress([t.message for t in tiles]))
         started = time.monotonic()
         try:
-            results = await asyncio.to_thread(self._segment, [t for _, t in tasks])
+            results = await asyncio.to_thread(self._segment, [t.task for t in tiles])
         except SlideError as error:
             keepalive.cancel()
-            await self._fail_tiles(tasks, error)
+            await self._fail_tiles(tiles, error)
             return
-        except Exception:
+        except Exception as error:
             keepalive.cancel()
+            for tile in tiles:
+                tracing.fail_span(tile.span, error)
             log.exception("tile batch failed; redelivering", extra={"worker_id": self.worker_id})
-            await asyncio.gather(*(m.nak(delay=2) for m, _ in tasks))
+            await asyncio.gather(*(t.message.nak(delay=2) for t in tiles))
             return
         keepalive.cancel()
         self._busy.append((started, time.monotonic()))
-        metrics.BATCH_SIZE.observe(len(tasks))
-        metrics.TILES_PROCESSED.labels(self.worker_id).inc(len(tasks))
+        metrics.BATCH_SIZE.observe(len(tiles))
+        metrics.TILES_PROCESSED.labels(self.worker_id).inc(len(tiles))
         metrics.WORKER_BUSY.labels(self.worker_id).set(self.busy_ratio())
-        for (message, task), result in zip(tasks, results, strict=True):
-            await self.js.publish(
-                jetstream.results_subject(task.tenant_id, task.job_id),
-                messaging_pb2.ResultEnvelope(tile=result).SerializeToString(),
-                headers={"Nats-Msg-Id": f"result-{task.job_id}-{task.attempt}-{task.tile_index}"},
+        for tile, result in zip(tiles, results, strict=True):
+            task = tile.task
+            tile.span.set_attributes(
+                {"slidelane.cells": len(result.cells), "slidelane.inference_seconds": result.inference_seconds}
             )
-            await message.ack()
+            with trace.use_span(tile.span):
+                await jetstream.publish(
+                    self.js,
+                    jetstream.results_subject(task.tenant_id, task.job_id),
+                    messaging_pb2.ResultEnvelope(tile=result).SerializeToString(),
+                    {"Nats-Msg-Id": f"result-{task.job_id}-{task.attempt}-{task.tile_index}"},
+                )
+            await tile.message.ack()
             self._done_at.append(time.monotonic())
 
     def _segment(self, tasks: list[messaging_pb2.TileTask]) -> list[messaging_pb2.TileResult]:
@@ -141,9 +166,11 @@ class TileWorker:
             for task, cells in zip(tasks, cells_per_tile, strict=True)
         ]
 
-    async def _fail_tiles(self, tasks: list[tuple[Msg, messaging_pb2.TileTask]], error: SlideError) -> None:
+    async def _fail_tiles(self, tiles: list[Tile], error: SlideError) -> None:
         """An unreadable region fails its job for good; retrying the tile cannot help."""
-        for message, task in tasks:
+        for tile in tiles:
+            task = tile.task
+            tracing.fail_span(tile.span, error)
             status = messaging_pb2.JobStatus(
                 tenant_id=task.tenant_id,
                 workflow_id=task.workflow_id,
@@ -151,8 +178,10 @@ class TileWorker:
                 attempt=task.attempt,
                 failed=messaging_pb2.JobFailed(message=str(error), permanent=error.permanent),
             )
-            await self.js.publish(jetstream.status_subject(task.tenant_id, task.job_id), status.SerializeToString())
-            await message.term()
+            subject = jetstream.status_subject(task.tenant_id, task.job_id)
+            with trace.use_span(tile.span):
+                await jetstream.publish(self.js, subject, status.SerializeToString())
+            await tile.message.term()
 
 
 async def _keep_in_progress(messages: list[Msg]) -> None:

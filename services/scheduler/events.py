@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from google.protobuf import struct_pb2
 
-from services.common import jetstream
+from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import events_pb2, types_pb2
 from services.scheduler import convert
@@ -40,6 +40,13 @@ class WorkflowLike(Protocol):
     queue_position: int
     error: str
     event_seq: int
+    trace_context: dict[str, str] | None
+
+
+def trace_headers(workflow: WorkflowLike) -> dict[str, str]:
+    """The current trace context (the call that caused the change), else the workflow's own:
+    either way the message joins a trace that belongs to the workflow."""
+    return tracing.inject() if tracing.in_span() else dict(workflow.trace_context or {})
 
 
 def job_state_changed(job: JobLike) -> events_pb2.WorkflowEvent:
@@ -88,7 +95,7 @@ def outbox_event_values(workflow: WorkflowLike, events: list[events_pb2.Workflow
                 "seq": workflow.event_seq,
                 "subject": subject,
                 "payload": event.SerializeToString(),
-                "headers": {},
+                "headers": trace_headers(workflow),
                 "created_at": now,
             }
         )
@@ -100,8 +107,9 @@ def outbox_events(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent]
     return [OutboxRow(**values) for values in outbox_event_values(workflow, events, now)]
 
 
-def outbox_dispatch(job: JobRow, now: datetime) -> OutboxRow:
-    """The JobDispatch that tells planners to start this attempt of the job."""
+def outbox_dispatch(job: JobRow, now: datetime, headers: dict[str, str]) -> OutboxRow:
+    """The JobDispatch that tells planners to start this attempt of the job; `headers`
+    carry the trace context of the dispatch (published with it)."""
     params = struct_pb2.Struct()
     params.update(job.params or {})
     dispatch = messaging_pb2.JobDispatch(
@@ -121,6 +129,6 @@ def outbox_dispatch(job: JobRow, now: datetime) -> OutboxRow:
         seq=0,
         subject=jetstream.dispatch_subject(job.tenant_id, job.branch),
         payload=dispatch.SerializeToString(),
-        headers={},
+        headers=headers,
         created_at=now,
     )

@@ -4,6 +4,7 @@
   the outbox in the same transaction), woken on every change, polled as a fallback;
 - outbox: publish outbox rows (dispatches and events) to JetStream with a
   Nats-Msg-Id, then mark them published: at-least-once, de-duplicated by the stream;
+  each is sent in a span under the trace context stored in its row when it was written;
 - status: consume JobStatus from workers and storage, apply it, ack after commit;
 - admission: reconcile with tenancy (admit QUEUED tenants, release ended workflows).
 """
@@ -14,9 +15,10 @@ import asyncio
 import hashlib
 import logging
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.common import jetstream, metrics
+from services.common import jetstream, metrics, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.admission_client import AdmissionClient
 from services.scheduler.models import OutboxRow
@@ -93,8 +95,12 @@ class SchedulerLoops:
             rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
             if rows:
                 acks = [
-                    await self.js.publish_async(
-                        row.subject, row.payload, headers={**(row.headers or {}), "Nats-Msg-Id": message_id(row)}
+                    await jetstream.publish_async(
+                        self.js,
+                        row.subject,
+                        row.payload,
+                        {**(row.headers or {}), "Nats-Msg-Id": message_id(row)},
+                        parent=tracing.extract(row.headers),
                     )
                     for row in rows
                 ]
@@ -134,18 +140,22 @@ class SchedulerLoops:
             messages = await jetstream.fetch_batch(subscription, STATUS_BATCH)
             if not messages:
                 continue
-            reports = [r for m in messages if (r := report_from_status(messaging_pb2.JobStatus.FromString(m.data)))]
-            try:
-                # One transaction for the whole batch: per-report transactions cap throughput.
-                await self.repository.apply_reports(reports, self.max_attempts)
-            except Exception:
-                log.warning("batch of %d reports failed; applying one by one", len(reports), exc_info=True)
-                for message in messages:
-                    await self.apply_status(messaging_pb2.JobStatus.FromString(message.data))
-            # Acked only after the changes are committed: a crash before this replays them,
-            # and applying a status twice is harmless (stale or repeated attempts are ignored).
-            await asyncio.gather(*(message.ack() for message in messages))
+            with tracing.consuming_each(messages):
+                await self.apply_status_batch(messages)
             self.wake()
+
+    async def apply_status_batch(self, messages: list[Msg]) -> None:
+        reports = [r for m in messages if (r := report_from_status(messaging_pb2.JobStatus.FromString(m.data)))]
+        try:
+            # One transaction for the whole batch: per-report transactions cap throughput.
+            await self.repository.apply_reports(reports, self.max_attempts)
+        except Exception:
+            log.warning("batch of %d reports failed; applying one by one", len(reports), exc_info=True)
+            for message in messages:
+                await self.apply_status(messaging_pb2.JobStatus.FromString(message.data))
+        # Acked only after the changes are committed: a crash before this replays them,
+        # and applying a status twice is harmless (stale or repeated attempts are ignored).
+        await asyncio.gather(*(message.ack() for message in messages))
 
     async def apply_status(self, status: messaging_pb2.JobStatus) -> None:
         kind = status.WhichOneof("kind")

@@ -53,6 +53,9 @@ class WorkflowRow(Base):
     progress_ratio: Mapped[float] = mapped_column(Float, default=0.0)
     # A finished workflow stays unreleased until tenancy has been told it ended.
     released: Mapped[bool] = mapped_column(Boolean, default=False)
+    # W3C trace headers of the CreateWorkflow call: its jobs start later, in the dispatch
+    # loop, and their messages join this trace (NULL for workflows stored before 0002).
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_workflows_tenant_created", "tenant_id", "created_at"),

@@ -152,6 +152,7 @@ class _Workflow:
     event_seq: int
     progress_ratio: float
     finished_at: datetime | None
+    trace_context: dict[str, str] | None
     events: list[events_pb2.WorkflowEvent] = field(default_factory=list)
     # JobProgressed events whose workflow progress is filled in at the end of the batch.
     progressed: list[events_pb2.WorkflowEvent] = field(default_factory=list)

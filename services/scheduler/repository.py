@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.api.slidelane.v1 import events_pb2, metrics_service_pb2, types_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler import convert, events, lanes, outcomes
@@ -193,6 +193,7 @@ class WorkflowRepository:
                 event_seq=0,
                 progress_ratio=0.0,
                 released=False,
+                trace_context=tracing.inject(),
             )
             jobs = [
                 JobRow(
@@ -320,7 +321,12 @@ class WorkflowRepository:
                 job.tiles_done = 0
                 job.next_attempt_at = None
                 started.setdefault(job.workflow_id, []).append(events.job_state_changed(job))
-                session.add(events.outbox_dispatch(job, now))
+                dispatched = tracing.record_step(
+                    f"dispatch {job.job_type}",
+                    workflows[job.workflow_id].trace_context,
+                    {"slidelane.tenant": job.tenant_id, "slidelane.job_id": job.id, "slidelane.attempt": job.attempts},
+                )
+                session.add(events.outbox_dispatch(job, now, dispatched))
             for workflow_id, workflow_events in started.items():
                 session.add_all(events.outbox_events(workflows[workflow_id], workflow_events, now))
             return [

@@ -15,7 +15,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.common import jetstream
+from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.storage.merge import AttemptSpool, ResultMerger
 
@@ -56,7 +56,8 @@ class ResultsConsumer:
 
     async def _handle_in_order(self, messages: list[Msg]) -> None:
         for message in messages:
-            await self.handle(message)
+            with tracing.consuming(message):
+                await self.handle(message)
 
     async def handle(self, message: Msg) -> None:
         envelope = messaging_pb2.ResultEnvelope.FromString(message.data)
@@ -86,7 +87,8 @@ class ResultsConsumer:
         plan = result.plan
         if plan.job_id in self._cancelled:
             return
-        succeeded = await asyncio.to_thread(self.merger.finalise_tissue_mask, result)
+        with tracing.tracer(__name__).start_as_current_span("finalise results", attributes={"slidelane.job_id": plan.job_id}):
+            succeeded = await asyncio.to_thread(self.merger.finalise_tissue_mask, result)
         await self._publish_status(plan.tenant_id, plan.workflow_id, plan.job_id, plan.attempt, succeeded=succeeded)
 
     async def _maybe_finish(self, spool: AttemptSpool) -> bool:
@@ -94,7 +96,8 @@ class ResultsConsumer:
             return False
         plan = spool.plan
         assert plan is not None
-        succeeded = await asyncio.to_thread(self.merger.finalise_segmentation, spool)
+        with tracing.tracer(__name__).start_as_current_span("finalise results", attributes={"slidelane.job_id": plan.job_id}):
+            succeeded = await asyncio.to_thread(self.merger.finalise_segmentation, spool)
         await self._publish_status(plan.tenant_id, plan.workflow_id, plan.job_id, plan.attempt, succeeded=succeeded)
         log.info(
             "job results stored",
@@ -116,4 +119,4 @@ class ResultsConsumer:
         headers = None
         if "succeeded" in kind:
             headers = {"Nats-Msg-Id": f"succeeded-{job_id}-{attempt}"}
-        await self.js.publish(jetstream.status_subject(tenant, job_id), status.SerializeToString(), headers=headers)
+        await jetstream.publish(self.js, jetstream.status_subject(tenant, job_id), status.SerializeToString(), headers)
