@@ -388,6 +388,11 @@ def _operation(builder: Builder, file, service, method, rule, template: str, pat
         del operation["parameters"]
     if method.name == "GetHealth":
         operation["security"] = []  # health needs no identity
+        # Served by the gateway's HTTP side (services/gateway/http.py), not the transcoder.
+        operation["responses"]["503"] = {
+            "description": "An essential component is down (status NOT_SERVING); the body names it",
+            "content": operation["responses"]["200"]["content"],
+        }
     return operation
 
 

@@ -1,17 +1,27 @@
-"""The gateway's plain-HTTP side, behind Envoy: the static UI at /, /metrics, and the
-REST docs: /openapi.json (generated from the protos' http annotations by
+"""The gateway's plain-HTTP side, behind Envoy: the static UI at /, /metrics, /health,
+and the REST docs: /openapi.json (generated from the protos' http annotations by
 scripts/gen_openapi.py, once per process) and Swagger UI at /docs (swagger-ui-dist,
-copied into the UI build under docs/)."""
+copied into the UI build under docs/).
+
+GET /health is served here rather than transcoded from SystemService.GetHealth: it
+must answer 503 when an essential part is down, with the detail in the body, and the
+transcoder gives either 200 or an error status without the message."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.api.slidelane.v1 import system_service_pb2
+
+HealthCheck = Callable[[], Awaitable[system_service_pb2.GetHealthResponse]]
 
 HERE = Path(__file__).resolve().parent
 UI_BUILD = HERE / "ui" / "dist"
@@ -53,6 +63,16 @@ def _openapi_handler():  # type: ignore[no-untyped-def]
     return openapi
 
 
+def _health_handler(check: HealthCheck):  # type: ignore[no-untyped-def]
+    async def health(_request: web.Request) -> web.Response:
+        reply = await check()
+        # The JSON the transcoder gave before: proto field names, every field printed.
+        body = json_format.MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return web.json_response(body, status=200 if reply.status == "SERVING" else 503, headers={"Cache-Control": "no-store"})
+
+    return health
+
+
 def _ui_config(slide_roots: tuple[Path, ...] | None) -> bytes:
     """What the UI cannot learn from the API: the folders image_path may point into."""
     if slide_roots is None:
@@ -62,7 +82,8 @@ def _ui_config(slide_roots: tuple[Path, ...] | None) -> bytes:
     return json.dumps({"slide_roots": [str(p) for p in slide_roots]}).encode()
 
 
-def build_app(slide_roots: tuple[Path, ...] | None = None) -> web.Application:
+def build_app(slide_roots: tuple[Path, ...] | None = None, health: HealthCheck | None = None) -> web.Application:
+    """The HTTP routes; without `health` there is no /health (for tests of the others)."""
     root = static_root()
     ui_config = _ui_config(slide_roots)
 
@@ -87,6 +108,8 @@ def build_app(slide_roots: tuple[Path, ...] | None = None) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
+    if health is not None:
+        app.router.add_get("/health", _health_handler(health))
     app.router.add_get("/openapi.json", _openapi_handler())
     app.router.add_get("/ui-config.json", config)
     app.router.add_get("/docs", docs_slash)
@@ -96,8 +119,8 @@ def build_app(slide_roots: tuple[Path, ...] | None = None) -> web.Application:
     return app
 
 
-async def start_http(port: int, slide_roots: tuple[Path, ...] | None = None) -> web.AppRunner:
-    runner = web.AppRunner(build_app(slide_roots), access_log=None)
+async def start_http(port: int, slide_roots: tuple[Path, ...] | None = None, health: HealthCheck | None = None) -> web.AppRunner:
+    runner = web.AppRunner(build_app(slide_roots, health), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "0.0.0.0", port).start()

@@ -13,7 +13,7 @@ from services.common.api.slidelane.v1 import (
 from services.common.server import ServiceApp
 from services.common.settings import PORT_OFFSETS
 from services.gateway.clients import InternalClients
-from services.gateway.health import SystemServicer
+from services.gateway.health import SystemHealth, SystemServicer
 from services.gateway.http import start_http
 from services.gateway.servicer import JobServicer, MetricsServicer, VisualizationServicer, WorkflowServicer
 from services.gateway.watch import ProgressServicer, WatchHub
@@ -52,10 +52,11 @@ async def build(app: ServiceApp) -> None:
         MetricsServicer(clients, workers),
         f"{PACKAGE}.MetricsService",
     )
+    health = SystemHealth(settings, clients, app.nats, workers)
     app.add_service(
         system_service_pb2_grpc.add_SystemServiceServicer_to_server,
-        SystemServicer(settings, clients, app.nats, workers),
+        SystemServicer(health),
         f"{PACKAGE}.SystemService",
     )
-    runner = await start_http(settings.port_base + PORT_OFFSETS["gateway_http"], settings.slide_roots)
+    runner = await start_http(settings.port_base + PORT_OFFSETS["gateway_http"], settings.slide_roots, health.check)
     app.on_shutdown(runner.cleanup)
