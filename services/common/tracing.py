@@ -12,14 +12,16 @@ The spans of one workflow (service: span name [kind]):
   gateway    /slidelane.v1.WorkflowService/CreateWorkflow [server]
   scheduler  /slidelane.internal.v1.SchedulerService/CreateWorkflow [server]; its context
              is stored with the workflow (workflows.trace_context): jobs start later
+  tenancy    /slidelane.internal.v1.TenancyService/Admit [server]
   scheduler  dispatch <job_type> [internal]: a job started; child of the stored context,
              its traceparent stored in the outbox row with the JobDispatch
   scheduler  publish dispatch [producer]: the outbox loop sends the row
-  inference  process dispatch [consumer]: the planner plans the job and sends
-             publish results, publish status, publish tiles [producer] (one per tile)
+  inference  process dispatch [consumer]: the planner; inside it plan tiles (or tissue
+             mask) [internal], then publish results, publish status, and publish tiles
+             [producer], one per tile, paced over the job
   inference  process tiles [consumer]: one per tile on whichever worker, then publish results
-  storage    process results [consumer]: one per result; the job's last one also has
-             finalise results [internal] and publish status
+  storage    process results [consumer]: one per result, with publish status (throttled
+             progress; for the job's last result, after finalise results [internal])
   scheduler  process status [consumer]
   and a [client] span per SQL statement (SELECT, INSERT, ...) run inside any of these.
 
