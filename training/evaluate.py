@@ -175,10 +175,10 @@ def evaluate_monuseg(segment: Segment, folder: Path = MONUSEG) -> dict | None:
     }
 
 
-def evaluate_synthetic(segment: Segment, tiles: int = 40, size: int = 256) -> dict:
+def evaluate_synthetic(segment: Segment, tiles: int = 40, size: int = 256, seed: int = HELD_OUT_SEED) -> dict:
     from training.synthetic import make_tile
 
-    rng = np.random.default_rng(HELD_OUT_SEED)
+    rng = np.random.default_rng(seed)
     per_image: dict[str, dict] = {}
     for index in range(tiles):
         rgb, truth = make_tile(rng, size)

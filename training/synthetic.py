@@ -53,11 +53,25 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     fibres = np.clip(np.sin(phase), 0, 1) ** rng.uniform(0.5, 3) * np.clip(
         0.7 + 0.5 * _smooth_noise(rng, (size, size), 5), 0, 1.5
     )
+    if rng.uniform() < 0.6:
+        # Most real stroma is not a regular wave: wisps of collagen, anisotropic noise
+        # stretched along a random direction and thresholded into thin bright ridges.
+        fibres = _wispy_fibres(rng, size)
     density = rng.uniform(0.05, 1.0)
     patch = np.clip(0.6 + 0.5 * _smooth_noise(rng, (size, size), rng.uniform(10, 40)), 0, 1.2)
     e_od = density * patch * (rng.uniform(0.3, 0.8) + rng.uniform(0.2, 0.9) * fibres)
     h_od = e_od * rng.uniform(0.0, 0.6)  # stroma is pink-purple, never pure eosin
     return e_od.astype(np.float32), h_od.astype(np.float32)
+
+
+def _wispy_fibres(rng: np.random.Generator, size: int) -> np.ndarray:
+    pad = size // 2
+    sigma = (rng.uniform(0.7, 1.5), rng.uniform(5, 15))  # thin across, long along the fibre
+    noise = ndi.gaussian_filter(rng.standard_normal((size + 2 * pad, size + 2 * pad)), sigma)
+    noise = ndi.rotate(noise, rng.uniform(0, 180), reshape=False, order=1, mode="wrap")[pad : pad + size, pad : pad + size]
+    noise /= noise.std() + 1e-8
+    ridges = np.clip(noise - rng.uniform(0.0, 0.8), 0, None)
+    return (ridges / (ridges.max() + 1e-8)) ** rng.uniform(0.5, 1.5) * 1.5
 
 
 def _ellipse_mask(rng: np.random.Generator, a: float, b: float, angle: float, wobble: float) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +176,9 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
         mean_r = (a + b) / 2
         if any((cy - py) ** 2 + (cx - px) ** 2 < (style["min_sep"] * (mean_r + pr)) ** 2 for py, px, pr in placed):
             continue
-        mask, rel = _ellipse_mask(rng, a, b, rng.uniform(0, np.pi), rng.uniform(0.0, 0.08))
+        # some nuclei are markedly irregular (reactive, tumour, tangentially cut)
+        wobble = rng.uniform(0.0, 0.08) if rng.uniform() < 0.7 else rng.uniform(0.06, 0.12)
+        mask, rel = _ellipse_mask(rng, a, b, rng.uniform(0, np.pi), wobble)
         od = _nucleus_od(rng, mask, rel, kind, darkness)
         r = mask.shape[0] // 2
         y0, x0 = int(round(cy)) - r, int(round(cx)) - r

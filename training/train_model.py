@@ -26,6 +26,7 @@ from training.synthetic import make_tile
 log = logging.getLogger("train")
 PIXEL_SIZE = 0.5  # um/px the synthetic tiles are drawn at; the model runs at this size
 MODEL_NAME = "slidelane_synthetic_nuclei"  # never "brightfield_nuclei": that is InstanSeg's own model
+VALIDATION_SEED = 424_242  # checkpoint selection; evaluate.py's held-out seed stays unseen
 
 
 def build(device: str, seed: int):  # type: ignore[no-untyped-def]
@@ -121,11 +122,40 @@ class TilePool:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)[:, None].astype(np.int64))
 
 
-def export(model: torch.nn.Module, path: Path) -> None:
-    from instanseg.utils.loss.instanseg_loss import InstanSeg_Torchscript
+def recalibrate_batch_norm(model: torch.nn.Module, pool: TilePool, batch: int, batches: int = 40) -> None:
+    """Replace BatchNorm running statistics by the plain mean over many fresh batches.
+
+    Training updates them with momentum 0.05 while the weights still move, so at export
+    they lag the final weights; inference (eval mode) uses them, training never does.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(pool.batch(batch)[0])
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+def validate(model: torch.nn.Module, tiles: int = 24) -> dict:
+    """Eval-mode F1 on synthetic tiles from a seed neither training nor evaluate.py uses."""
+    from training.evaluate import evaluate_synthetic, model_segmenter
 
     model.eval()
-    wrapped = InstanSeg_Torchscript(
+    scripted = torch.jit.script(wrap(model))
+    result = evaluate_synthetic(model_segmenter(scripted), tiles=tiles, seed=VALIDATION_SEED)["overall"]
+    return {k: result[k] for k in ("precision", "recall", "f1")}
+
+
+def wrap(model: torch.nn.Module) -> torch.nn.Module:
+    from instanseg.utils.loss.instanseg_loss import InstanSeg_Torchscript
+
+    return InstanSeg_Torchscript(
         model,
         cells_and_nuclei=False,
         pixel_size=PIXEL_SIZE,
@@ -134,7 +164,11 @@ def export(model: torch.nn.Module, path: Path) -> None:
         feature_engineering_function="0",
         backbone_dim_in=3,
     )
-    scripted = torch.jit.script(wrapped)
+
+
+def export(model: torch.nn.Module, path: Path) -> None:
+    model.eval()
+    scripted = torch.jit.script(wrap(model))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(scripted, str(path))
 
@@ -148,6 +182,7 @@ def train(
     lr: float,
     hot_fraction: float,
     threads: int,
+    hot_seed_loss: str = "binary_xloss",
     checkpoint_every: int = 250,
 ) -> dict:
     torch.set_num_threads(threads)
@@ -159,15 +194,17 @@ def train(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[lr, lr * 10], total_steps=steps, pct_start=0.1)
     pool = TilePool(rng, size=64, tile=tile, refresh=1)
     hot_steps = int(steps * hot_fraction)
-    # Hot start (as instanseg's train.py): Dice for the instance masks converges fast, then
-    # Lovasz. Seeds use l1_distance from the start: the seed head is initialised at its scale.
-    method.update_seed_loss("l1_distance")
+    # Hot start (as instanseg's train.py): Dice for the instance masks and BCE for the seeds
+    # converge fast; then Lovasz and l1_distance seeds (what the exported post-processing expects).
+    method.update_seed_loss(hot_seed_loss)
     method.binary_loss_fn = _dice_loss
     started = time.time()
     history: list[float] = []
+    best: dict = {"f1": -1.0, "step": -1}
     for step in range(steps):
         if step == hot_steps:
             method.update_binary_loss("lovasz_hinge")
+            method.update_seed_loss("l1_distance")
         model.train()
         x, y = pool.batch(batch)
         loss = method.forward(model(x), y.clone()).mean()
@@ -179,9 +216,14 @@ def train(
         history.append(float(loss.detach()))
         if step % 50 == 0 or step == steps - 1:
             log.info("step %d/%d loss %.4f (%.1f s)", step, steps, np.mean(history[-50:]), time.time() - started)
-        if step > 0 and step % checkpoint_every == 0:
-            export(model, out / "instanseg.pt")  # checkpoint others can use mid-run
-    export(model, out / "instanseg.pt")
+        if step > 0 and step % checkpoint_every == 0 or step == steps - 1:
+            recalibrate_batch_norm(model, pool, batch)
+            score = validate(model)
+            log.info("step %d validation (synthetic, eval mode) %s", step, score)
+            if score["f1"] >= best["f1"]:
+                best = {**score, "step": step}
+                export(model, out / "instanseg.pt")  # the best checkpoint so far, usable mid-run
+    log.info("kept step %d: %s", best["step"], best)
     card = {
         "name": MODEL_NAME,
         "version": f"0.1.{steps}",
@@ -193,7 +235,11 @@ def train(
         "lr": lr,
         "architecture": "InstanSeg_UNet layers [16,32,64,128], BATCH norm, n_sigma 2, MLP width 5",
         "recipe": "Adam (output BatchNorm affines 10x lr, seed head initialised at the l1_distance scale), OneCycle, clip 20; "
-        "Dice hot start for the first hot_fraction of steps, then Lovasz hinge; l1_distance seeds throughout",
+        f"hot start for the first hot_fraction of steps (Dice masks, {hot_seed_loss} seeds), then Lovasz hinge and "
+        "l1_distance seeds; BatchNorm statistics recalibrated before each checkpoint; the checkpoint with the best "
+        "validation F1 (synthetic tiles, seed VALIDATION_SEED) is the one exported",
+        "kept_step": best["step"],
+        "validation": {k: best[k] for k in ("precision", "recall", "f1")},
         "hot_fraction": hot_fraction,
         "training_data": "procedural H&E-like tiles from training/synthetic.py only (no real images)",
         "train_seconds": round(time.time() - started, 1),
@@ -214,9 +260,22 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--hot-fraction", type=float, default=0.15)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hot-seed-loss", default="binary_xloss", choices=["binary_xloss", "l1_distance"])
+    parser.add_argument("--checkpoint-every", type=int, default=250)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    card = train(args.steps, args.out, args.seed, args.batch, args.tile, args.lr, args.hot_fraction, args.threads)
+    card = train(
+        args.steps,
+        args.out,
+        args.seed,
+        args.batch,
+        args.tile,
+        args.lr,
+        args.hot_fraction,
+        args.threads,
+        args.hot_seed_loss,
+        args.checkpoint_every,
+    )
     print(json.dumps(card, indent=2))
 
 
