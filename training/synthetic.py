@@ -66,8 +66,8 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 
 def _wispy_fibres(rng: np.random.Generator, size: int) -> np.ndarray:
     pad = size // 2
-    sigma = (rng.uniform(0.7, 1.5), rng.uniform(5, 15))  # thin across, long along the fibre
-    noise = ndi.gaussian_filter(rng.standard_normal((size + 2 * pad, size + 2 * pad)), sigma)
+    white = rng.standard_normal((size + 2 * pad, size + 2 * pad))
+    noise = ndi.gaussian_filter(white, (rng.uniform(0.7, 1.5), rng.uniform(5, 15)))  # thin across, long along
     noise = ndi.rotate(noise, rng.uniform(0, 180), reshape=False, order=1, mode="wrap")[pad : pad + size, pad : pad + size]
     noise /= noise.std() + 1e-8
     ridges = np.clip(noise - rng.uniform(0.0, 0.8), 0, None)
