@@ -21,6 +21,7 @@ from services.common.slides import SlideReader
 
 TARGET_SIDE = 2048  # long side of the mask in pixels: enough for 512 px tiles on 100k px slides
 MIN_SATURATION = 0.06  # below this nothing is tissue, even if Otsu finds a split in the noise
+GLASS_MAX_SATURATION = 0.12  # Otsu's lower class is glass only below this mean (glass ~0.01-0.06, stroma ~0.15+)
 MIN_TISSUE_UM2 = 10_000.0  # specks smaller than ~100 x 100 um are dust, not tissue
 MIN_HOLE_UM2 = 2_500.0  # holes under ~50 x 50 um are within tissue (nuclei-free spots)
 DEFAULT_MPP = 0.5  # when the slide has no pixel size, assume 20x for the size thresholds
@@ -119,6 +120,10 @@ def compute_tissue_mask(slide: SlideReader) -> TissueMask:
     mask = np.zeros(sat.shape, bool)
     if float(smooth.max()) >= MIN_SATURATION and float(np.ptp(smooth)) > 1e-3:
         threshold = max(float(filters.threshold_otsu(smooth)), MIN_SATURATION)
+        if float(smooth[smooth <= threshold].mean()) > GLASS_MAX_SATURATION:
+            # Otsu always splits in two: with no glass at all (a crop, a slide covered by
+            # tissue) it splits tissue into nuclei and stroma. Then all that is stained is tissue.
+            threshold = MIN_SATURATION
         mask = smooth > threshold
         mask &= rgb.max(axis=2) > 25  # pure black (scanner borders, ink) is not tissue
         um2_per_px = ((slide.mpp or DEFAULT_MPP) * downsample) ** 2

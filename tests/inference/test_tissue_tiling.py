@@ -57,6 +57,24 @@ def test_blank_slide_has_no_tissue(tmp_path: Path) -> None:
     assert json.loads(tissue.geojson_text())["features"] == []
 
 
+def test_tissue_everywhere_is_all_tissue(tmp_path: Path) -> None:
+    """No glass at all: Otsu would split nuclei from stroma and drop both as specks."""
+    truth = write_test_slide(tmp_path / "s.tif", 2000, 1500, mpp=0.5, tissue=1.0, seed=6)
+    with open_slide(truth.path) as slide:
+        tissue = compute_tissue_mask(slide)
+        tiles = plan_tiles(slide, tissue, 0.5, 0.5)
+    assert tissue.tissue_fraction > 0.98
+    assert len(tiles) == int(np.ceil(2000 / 384)) * int(np.ceil(1500 / 384))
+
+
+def test_a_real_crop_without_glass_is_all_tissue(shared_data: Path) -> None:
+    crop = next(iter(sorted((shared_data / "monuseg-test").glob("*.tif"))), None)
+    if crop is None:
+        pytest.skip("no MoNuSeg crops in the sample data")
+    with open_slide(crop) as slide:
+        assert compute_tissue_mask(slide).tissue_fraction > 0.95
+
+
 @pytest.mark.parametrize(("slide_mpp", "expected_level"), [(0.25, 1), (0.5, 0), (0.125, 2)])
 def test_tiles_cover_all_tissue(tmp_path: Path, slide_mpp: float, expected_level: int) -> None:
     truth = write_test_slide(tmp_path / "s.tif", 3000, 2200, mpp=slide_mpp, tissue=0.3, seed=4, downsamples=(1, 2, 4))
