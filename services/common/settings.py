@@ -61,6 +61,10 @@ class Settings:
     metrics_port: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
+    # torch intra-op threads per inference replica; 0 = torch's default (every core).
+    # The local launcher, running N replicas on one machine, gives each cores // N so
+    # they do not oversubscribe the CPU (see services/launcher/app.py).
+    torch_threads: int = 0
     max_job_attempts: int = 3
     log_format: str = "json"
 
@@ -111,6 +115,7 @@ class Settings:
                 if env.get(f"SLIDELANE_{name.upper()}_ADDR")
             },
             device=device,
+            torch_threads=_int(env, "SLIDELANE_TORCH_THREADS", 0),
             max_job_attempts=_int(env, "SLIDELANE_MAX_JOB_ATTEMPTS", 3, 1),
             log_format=log_format,
         )

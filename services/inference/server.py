@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 
+import torch
+
 from services.common.api.slidelane.internal.v1 import inference_pb2_grpc
 from services.common.server import ServiceApp
 from services.inference.models import choose_model
@@ -23,9 +25,16 @@ log = logging.getLogger(__name__)
 async def build(app: ServiceApp) -> None:
     settings = app.settings
     worker_id = os.environ.get("SLIDELANE_WORKER_ID") or f"inference-{os.getpid()}"
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     model = choose_model(settings.instanseg_model)
     segmenter = await asyncio.to_thread(Segmenter, model.path, settings.device, model.label)
-    log.info("model loaded on %s", segmenter.device, extra={"model": model.label, "worker_id": worker_id})
+    log.info(
+        "model loaded on %s (%d torch threads)",
+        segmenter.device,
+        torch.get_num_threads(),
+        extra={"model": model.label, "worker_id": worker_id},
+    )
     js = await app.connect_nats()
     assert app.nats is not None
     worker = TileWorker(js, app.nats, segmenter, worker_id, batch_size=segmenter.batch_size)

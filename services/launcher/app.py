@@ -117,6 +117,10 @@ class Launcher:
             }
             if service == "inference":
                 child["SLIDELANE_WORKER_ID"] = name
+                if not s.torch_threads:
+                    # Replicas share this machine's cores: torch's default (every core each)
+                    # would oversubscribe them and slow every replica down.
+                    child["SLIDELANE_TORCH_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // s.inference_workers))
             self.sup.add(name, [sys.executable, "-m", f"services.{service}"], child, grpc_health_check(port))
             names.append(name)
         admin = s.port_base + PORT_OFFSETS["envoy_admin"]

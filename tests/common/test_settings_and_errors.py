@@ -17,6 +17,7 @@ def test_defaults_match_the_readme(tmp_path):
     assert settings.port == 8000
     assert settings.max_active_users == 3
     assert settings.inference_workers == 2
+    assert settings.torch_threads == 0  # torch's default; the launcher divides the cores among its replicas
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'slidelane.db'}"
     assert settings.slide_roots == (tmp_path / "slides",)
     assert settings.nats_embedded
@@ -29,6 +30,7 @@ def test_defaults_match_the_readme(tmp_path):
         ("SLIDELANE_MAX_ACTIVE_USERS", "0", "at least 1"),
         ("SLIDELANE_DATABASE_URL", "mysql://x", "sqlite+aiosqlite"),
         ("SLIDELANE_DEVICE", "tpu", "auto, cpu or cuda"),
+        ("SLIDELANE_TORCH_THREADS", "two", "SLIDELANE_TORCH_THREADS"),
     ],
 )
 def test_a_bad_variable_is_named_in_the_error(name, value, mentions):

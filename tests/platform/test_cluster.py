@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import grpc
 import httpx
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -44,6 +46,15 @@ def test_every_service_and_replica_is_serving(cluster: Cluster) -> None:
         for service in EXPECTED[name.split("-")[0]]:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, f"{name}: {service}"
+
+
+def test_replicas_share_the_cores_between_their_torch_threads(cluster: Cluster) -> None:
+    """Unset SLIDELANE_TORCH_THREADS: the launcher gives each replica cores // replicas."""
+    expected = max(1, len(os.sched_getaffinity(0)) // cluster.settings.inference_workers)
+    for name in (n for n in cluster.services if n.startswith("inference-")):
+        assert psutil.Process(cluster.pids()[name]).environ()["SLIDELANE_TORCH_THREADS"] == str(expected)
+        log = (cluster.data_dir / "logs" / f"{name}.log").read_text()
+        assert f"({expected} torch threads)" in log, log[-2000:]
 
 
 def test_reflection_lists_each_services_names(cluster: Cluster) -> None:
