@@ -12,6 +12,7 @@ Deflate compression keeps it free of optional codecs (imagecodecs).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,3 +146,85 @@ def write_test_slide(
                 subfiletype=0 if index == 0 else 1,
             )
     return SyntheticSlide(path, width, height, mpp, mask, centres, downsamples)
+
+
+@dataclass
+class SparseSlide:
+    path: Path
+    width: int
+    height: int
+    mpp: float
+    nuclei: np.ndarray  # N x 2 (x, y) level-0 centres of nuclei drawn
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What level 0 would take in RAM as RGB: what a worker must never hold."""
+        return self.width * self.height * 3
+
+
+def write_sparse_slide(
+    path: str | Path,
+    width: int,
+    height: int,
+    corners: list[tuple[int, int]],
+    patch: int = 512,
+    mpp: float = 0.5,
+    seed: int = 0,
+    downsamples: tuple[int, ...] = (1, 4, 16, 64),
+    tile: int = 256,
+) -> SparseSlide:
+    """A large, mostly-glass slide with square H&E patches at `corners` (level-0 top-left).
+
+    Written tile by tile, so the slide never exists whole in memory: glass tiles are
+    one constant (zlib makes them tiny), so even a 20k x 20k slide takes seconds.
+    Levels are block means of the patches (corners and patch should be multiples of
+    the largest downsample so every level lines up exactly).
+    """
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    patches: list[tuple[int, int, np.ndarray]] = []
+    centres = []
+    for x, y in corners:
+        rgb, nuclei = render_he(np.ones((patch, patch), bool), mpp, rng)
+        patches.append((x, y, rgb))
+        centres.append(nuclei + (x, y))
+    glass = zlib.compress(np.full((tile, tile, 3), 242, np.uint8).tobytes())  # render_he's glass, without noise
+
+    def tiles(ds: int, level_w: int, level_h: int):  # type: ignore[no-untyped-def]
+        """Deflated tiles in TIFF order; the glass one compressed once, the rest as they come."""
+        scaled = [
+            (x // ds, y // ds, rgb.reshape(patch // ds, ds, patch // ds, ds, 3).mean(axis=(1, 3)).astype(np.uint8))
+            for x, y, rgb in patches
+        ]
+        for ty in range(0, level_h, tile):
+            for tx in range(0, level_w, tile):
+                out = None
+                for px, py, rgb in scaled:
+                    x0, y0 = max(tx, px), max(ty, py)
+                    x1, y1 = min(tx + tile, px + rgb.shape[1]), min(ty + tile, py + rgb.shape[0])
+                    if x1 > x0 and y1 > y0:
+                        out = np.full((tile, tile, 3), 242, np.uint8) if out is None else out
+                        out[y0 - ty : y1 - ty, x0 - tx : x1 - tx] = rgb[y0 - py : y1 - py, x0 - px : x1 - px]
+                yield glass if out is None else zlib.compress(out.tobytes())
+
+    path = Path(path)
+    description = (
+        f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) "
+        f"RAW|AppMag = {10.0 / mpp:g}|MPP = {mpp}"
+    )
+    with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
+        for index, ds in enumerate(downsamples):
+            level_w, level_h = width // ds, height // ds
+            writer.write(
+                tiles(ds, level_w, level_h),
+                shape=(level_h, level_w, 3),
+                dtype=np.uint8,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="zlib",
+                description=description if index == 0 else f"Aperio Image Library v12.0.15 \r\n{level_w}x{level_h}",
+                metadata=None,
+                subfiletype=0 if index == 0 else 1,
+            )
+    return SparseSlide(path, width, height, mpp, np.concatenate(centres) if centres else np.zeros((0, 2)))

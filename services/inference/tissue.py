@@ -25,6 +25,7 @@ GLASS_MAX_SATURATION = 0.12  # Otsu's lower class is glass only below this mean 
 MIN_TISSUE_UM2 = 10_000.0  # specks smaller than ~100 x 100 um are dust, not tissue
 MIN_HOLE_UM2 = 2_500.0  # holes under ~50 x 50 um are within tissue (nuclei-free spots)
 DEFAULT_MPP = 0.5  # when the slide has no pixel size, assume 20x for the size thresholds
+BAND_BYTES = 16 * 2**20  # float pixels of one band read: planning memory stays flat however wide the slide
 
 
 @dataclass
@@ -96,12 +97,13 @@ def read_low_resolution(slide: SlideReader, target_side: int = TARGET_SIDE) -> t
         return slide.read_region(level, 0, 0, lw, lh), ds
     out_h, out_w = int(np.ceil(lh / factor)), int(np.ceil(lw / factor))
     out = np.empty((out_h, out_w, 3), np.uint8)
-    band = factor * max(1, 1024 // factor)  # rows per read, a multiple of the block factor
+    band = factor * max(1, BAND_BYTES // (lw * 3 * 4) // factor)  # rows per read, a multiple of the block factor
     for y in range(0, lh, band):
         rows = min(band, lh - y)
         pixels = slide.read_region(level, 0, int(round(y * ds)), lw, rows).astype(np.float32)
         pad_h, pad_w = (-rows) % factor, (-lw) % factor
-        pixels = np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        if pad_h or pad_w:
+            pixels = np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         blocks = pixels.reshape(pixels.shape[0] // factor, factor, pixels.shape[1] // factor, factor, 3).mean(axis=(1, 3))
         out[y // factor : y // factor + blocks.shape[0]] = blocks.astype(np.uint8)
     return out, ds * factor
