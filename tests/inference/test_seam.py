@@ -55,15 +55,7 @@ class DarkBlobLabeller(torch.nn.Module):
         return labels
 
 
-# The shipped model does not yet find nuclei (issue 4 is open): its seam tests are
-# expected to fail, strictly, so they turn red the day a working model makes them pass
-# and this marker must go.
-SHIPPED_MODEL_FINDS_NO_NUCLEI = pytest.mark.xfail(
-    strict=True, reason="the shipped model detects no nuclei yet (issue 4 open); the stub model proves the seam rule"
-)
-
-
-@pytest.fixture(scope="module", params=["stub", pytest.param("shipped", marks=SHIPPED_MODEL_FINDS_NO_NUCLEI)])
+@pytest.fixture(scope="module", params=["stub", "shipped"])
 def segmenter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Segmenter:
     torch.set_num_threads(1)
     if request.param == "stub":
