@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 UI_DIR = ROOT / "services" / "gateway" / "ui"
 OUTPUT = ROOT / "test-output" / "ui"
-INSTALL_HINT = "apt-get install -y chromium nodejs npm; (cd services/gateway/ui && npm ci)"
+INSTALL_HINT = "apt-get install -y chromium nodejs npm; (cd services/gateway/ui && npm install), or make test"
 
 
 def node() -> str | None:

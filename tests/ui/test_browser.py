@@ -35,10 +35,6 @@ def test_the_ui_end_to_end(cluster_factory):
         "OUT_DIR": str(OUTPUT),
         "CHROMIUM": str(chromium()),
         "WORKFLOW_TIMEOUT_S": "420",
-        # The shipped model detects no nuclei yet (issue 4 open), so the cell-count and
-        # cell-overlay checks cannot pass; the tissue-mask overlay check still proves that
-        # overlays are drawn over the slide. Remove this line once the model works.
-        "REQUIRE_CELLS": "0",
     }
     if gateway:
         # A real outage: hold the launcher (so it does not restart the gateway at once),

@@ -40,6 +40,7 @@ export function createViewer(container: HTMLElement, options: ViewerOptions): Sl
     showNavigator: true,
     navigatorPosition: "BOTTOM_RIGHT",
     navigatorAutoFade: false,
+    navigatorOpacity: 1, // opaque, so the cell overlay underneath does not show through
     loadTilesWithAjax: true,
     ajaxHeaders: { "x-user-id": session.user ?? "" },
     crossOriginPolicy: false,
