@@ -98,7 +98,7 @@ def build_app(slide_roots: tuple[Path, ...] | None = None, health: HealthCheck |
         if not page.is_file():
             return web.Response(
                 status=404,
-                text="Swagger UI is part of the UI build: run `npm ci && npm run build` in services/gateway/ui. "
+                text="Swagger UI is part of the UI build: run `make ui` (npm install && npm run build in services/gateway/ui). "
                 "The OpenAPI document itself is at /openapi.json.\n",
             )
         return web.FileResponse(page)
