@@ -23,6 +23,25 @@ _H = np.array([0.65, 0.70, 0.29])
 _E = np.array([0.07, 0.99, 0.11])
 
 
+def _aperio_page(index: int, width: int, height: int, level_w: int, level_h: int, tile: int, mpp: float) -> dict:
+    """tifffile.write arguments for pyramid page `index`: what OpenSlide needs to read it as Aperio with an mpp."""
+    if index == 0:
+        description = (
+            f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) "
+            f"RAW|AppMag = {10.0 / mpp:g}|MPP = {mpp}"
+        )
+    else:
+        description = f"Aperio Image Library v12.0.15 \r\n{level_w}x{level_h}"
+    return {
+        "tile": (tile, tile),
+        "photometric": "rgb",
+        "compression": "zlib",
+        "description": description,
+        "metadata": None,
+        "subfiletype": 0 if index == 0 else 1,
+    }
+
+
 @dataclass
 class SyntheticSlide:
     path: Path
@@ -123,10 +142,6 @@ def write_test_slide(
     mask = _tissue_mask(width, height, tissue, rng)
     rgb, centres = render_he(mask, mpp, rng, nuclei_per_mm2)
     path = Path(path)
-    description = (
-        f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) "
-        f"RAW|AppMag = {10.0 / mpp:g}|MPP = {mpp}"
-    )
     with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
         for index, ds in enumerate(downsamples):
             if index == 0:
@@ -136,15 +151,7 @@ def write_test_slide(
                 if min(h, w) < 1:
                     break
                 level = rgb[: h * ds, : w * ds].reshape(h, ds, w, ds, 3).mean(axis=(1, 3)).astype(np.uint8)
-            writer.write(
-                level,
-                tile=(tile, tile),
-                photometric="rgb",
-                compression="zlib",
-                description=description if index == 0 else f"Aperio Image Library v12.0.15 \r\n{level.shape[1]}x{level.shape[0]}",
-                metadata=None,
-                subfiletype=0 if index == 0 else 1,
-            )
+            writer.write(level, **_aperio_page(index, width, height, level.shape[1], level.shape[0], tile, mpp))
     return SyntheticSlide(path, width, height, mpp, mask, centres, downsamples)
 
 
@@ -209,10 +216,6 @@ def write_sparse_slide(
                 yield glass if out is None else zlib.compress(out.tobytes())
 
     path = Path(path)
-    description = (
-        f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) "
-        f"RAW|AppMag = {10.0 / mpp:g}|MPP = {mpp}"
-    )
     with tifffile.TiffWriter(path, bigtiff=width * height * 3 > 2**31) as writer:
         for index, ds in enumerate(downsamples):
             level_w, level_h = width // ds, height // ds
@@ -220,11 +223,6 @@ def write_sparse_slide(
                 tiles(ds, level_w, level_h),
                 shape=(level_h, level_w, 3),
                 dtype=np.uint8,
-                tile=(tile, tile),
-                photometric="rgb",
-                compression="zlib",
-                description=description if index == 0 else f"Aperio Image Library v12.0.15 \r\n{level_w}x{level_h}",
-                metadata=None,
-                subfiletype=0 if index == 0 else 1,
+                **_aperio_page(index, width, height, level_w, level_h, tile, mpp),
             )
     return SparseSlide(path, width, height, mpp, np.concatenate(centres) if centres else np.zeros((0, 2)))
