@@ -17,6 +17,9 @@ from sqlalchemy.schema import MetaData
 
 from services.common.tracing import trace_queries
 
+# Execution option of the read-only sessions (session_factory(read_only=True)).
+READ_ONLY = "slidelane_read_only"
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -49,14 +52,20 @@ def _create_engine(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "begin")
         def _begin_immediate(connection):  # type: ignore[no-untyped-def]
             # SQLite's single writer: take the write lock at BEGIN, so a transaction that
-            # reads then writes never fails to upgrade (SQLITE_BUSY) midway.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # reads then writes never fails to upgrade (SQLITE_BUSY) midway. Read-only
+            # sessions take no lock: under WAL they read a snapshot beside the writer
+            # instead of queueing behind it.
+            read_only = connection.get_execution_options().get(READ_ONLY)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(engine: AsyncEngine, read_only: bool = False) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the engine; read_only=True ones must not write (on SQLite they hold no write lock)."""
+    if read_only:
+        engine = engine.execution_options(**{READ_ONLY: True})
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -107,9 +107,9 @@ def outbox_events(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent]
     return [OutboxRow(**values) for values in outbox_event_values(workflow, events, now)]
 
 
-def outbox_dispatch(job: JobRow, now: datetime, headers: dict[str, str]) -> OutboxRow:
-    """The JobDispatch that tells planners to start this attempt of the job; `headers`
-    carry the trace context of the dispatch (published with it)."""
+def outbox_dispatch_values(job: JobRow, now: datetime, headers: dict[str, str]) -> dict[str, Any]:
+    """Outbox row values of the JobDispatch that tells planners to start this attempt of
+    the job; `headers` carry the trace context of the dispatch (published with it)."""
     params = struct_pb2.Struct()
     params.update(job.params or {})
     dispatch = messaging_pb2.JobDispatch(
@@ -123,12 +123,12 @@ def outbox_dispatch(job: JobRow, now: datetime, headers: dict[str, str]) -> Outb
         params=params,
         attempt=job.attempts,
     )
-    return OutboxRow(
-        tenant_id=job.tenant_id,
-        workflow_id=job.workflow_id,
-        seq=0,
-        subject=jetstream.dispatch_subject(job.tenant_id, job.branch),
-        payload=dispatch.SerializeToString(),
-        headers=headers,
-        created_at=now,
-    )
+    return {
+        "tenant_id": job.tenant_id,
+        "workflow_id": job.workflow_id,
+        "seq": 0,
+        "subject": jetstream.dispatch_subject(job.tenant_id, job.branch),
+        "payload": dispatch.SerializeToString(),
+        "headers": headers,
+        "created_at": now,
+    }

@@ -20,10 +20,10 @@ leaves no job QUEUED), so the claim need not join workflows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, DateTime, Select, Update, and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from services.scheduler.models import JobDependencyRow, JobRow
@@ -32,8 +32,15 @@ UNFINISHED = ("PENDING", "QUEUED", "RUNNING")
 WAITING = ("PENDING", "QUEUED")
 
 
-def runnable_heads(limit: int, now: datetime) -> Select[tuple[str, str]]:
-    """(job id, workflow id) of runnable lane heads, oldest submissions first."""
+# The statements below are built once and reused with bound values: building one
+# (aliases, EXISTS) costs milliseconds each time, more than running it on a small DB.
+NOW = "now"
+SUCCEEDED_IDS = "succeeded_ids"
+
+
+@functools.cache
+def runnable_heads(limit: int) -> Select[tuple[str, str]]:
+    """(job id, workflow id) of runnable lane heads, oldest submissions first; bind NOW."""
     other = aliased(JobRow)
     same_lane = and_(other.tenant_id == JobRow.tenant_id, other.branch == JobRow.branch)
     earlier_waiting = exists().where(same_lane, other.state.in_(WAITING), other.lane_seq < JobRow.lane_seq)
@@ -42,7 +49,7 @@ def runnable_heads(limit: int, now: datetime) -> Select[tuple[str, str]]:
         select(JobRow.id, JobRow.workflow_id)
         .where(
             JobRow.state == "QUEUED",
-            (JobRow.next_attempt_at.is_(None)) | (JobRow.next_attempt_at <= now),
+            (JobRow.next_attempt_at.is_(None)) | (JobRow.next_attempt_at <= bindparam(NOW, type_=DateTime(timezone=True))),
             ~earlier_waiting,
             ~lane_running,
         )
@@ -61,9 +68,20 @@ def dependencies_met() -> ColumnElement[bool]:
     )
 
 
-def dependents_of_any(job_ids: Sequence[str]) -> ColumnElement[bool]:
-    """True for the jobs that depend directly on any of job_ids."""
-    return JobRow.id.in_(select(JobDependencyRow.job_id).where(JobDependencyRow.depends_on_id.in_(job_ids)))
+@functools.cache
+def queue_dependents() -> Update:
+    """PENDING -> QUEUED for the direct dependents of the jobs bound as SUCCEEDED_IDS whose
+    dependencies all SUCCEEDED; returns what events need, in lane order."""
+    dependents = select(JobDependencyRow.job_id).where(
+        JobDependencyRow.depends_on_id.in_(bindparam(SUCCEEDED_IDS, expanding=True))
+    )
+    return (
+        update(JobRow)
+        .where(JobRow.state == "PENDING", JobRow.id.in_(dependents), dependencies_met())
+        .values(state="QUEUED")
+        .returning(JobRow.id, JobRow.job_id, JobRow.workflow_id, JobRow.attempts, JobRow.error, JobRow.lane_seq)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def ready_to_queue(scope: ColumnElement[bool]) -> Select[tuple[JobRow]]:

@@ -1,11 +1,14 @@
 """The scheduler's background loops.
 
 - dispatch: claim runnable lane heads (the repository writes their JobDispatch into
-  the outbox in the same transaction), woken on every change, polled as a fallback;
+  the outbox in the same transaction), woken on every change, polled as a fallback
+  (for retry backoffs); lane heads freed by status reports are claimed by the status
+  loop itself, right after applying them;
 - outbox: publish outbox rows (dispatches and events) to JetStream with a
   Nats-Msg-Id, then mark them published: at-least-once, de-duplicated by the stream;
   each is sent in a span under the trace context stored in its row when it was written;
-- status: consume JobStatus from workers and storage, apply it, ack after commit;
+- status: consume JobStatus from workers and storage, apply it and claim what it
+  made runnable, ack after commit;
 - admission: reconcile with tenancy (admit QUEUED tenants, release ended workflows).
 """
 
@@ -22,7 +25,7 @@ from services.common import jetstream, metrics, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.admission_client import AdmissionClient
 from services.scheduler.models import OutboxRow
-from services.scheduler.outcomes import report_from_status
+from services.scheduler.outcomes import JobOutcome, report_from_status
 from services.scheduler.repository import WorkflowRepository
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,10 @@ class SchedulerLoops:
             claimed = await self.repository.claim_runnable(CLAIM_BATCH)
             if claimed:
                 self.outbox_wakeup.set()
-                continue
-            await self.dispatch_wakeup.wait(POLL_SECONDS)
+            # A short batch took every runnable head: look again only when woken (a change
+            # during the claim has set the wakeup already) or at the next poll.
+            if len(claimed) < CLAIM_BATCH:
+                await self.dispatch_wakeup.wait(POLL_SECONDS)
 
     async def outbox(self) -> None:
         while True:
@@ -106,8 +111,8 @@ class SchedulerLoops:
                 ]
                 await asyncio.gather(*acks)
                 await self.repository.mark_published([row.id for row in rows])
-                continue
-            await self.outbox_wakeup.wait(POLL_SECONDS)
+            if len(rows) < OUTBOX_BATCH:  # drained; rows written meanwhile have set the wakeup
+                await self.outbox_wakeup.wait(POLL_SECONDS)
 
     async def admission_reconciler(self) -> None:
         while True:
@@ -116,6 +121,7 @@ class SchedulerLoops:
             except Exception:  # tenancy down: keep trying, the state is in the DB
                 log.warning("admission reconcile failed; retrying", exc_info=True)
             self.dispatch_wakeup.set()
+            self.outbox_wakeup.set()
             await self.admission_wakeup.wait(POLL_SECONDS * 4)
 
     async def gauges(self) -> None:
@@ -141,14 +147,25 @@ class SchedulerLoops:
             if not messages:
                 continue
             with tracing.consuming_each(messages):
-                await self.apply_status_batch(messages)
-            self.wake()
+                outcomes = await self.apply_status_batch(messages)
+            self.outbox_wakeup.set()
+            if outcomes is None:  # applied one by one: nothing claimed yet
+                self.dispatch_wakeup.set()
+            # Admission changes only when a workflow ends (its tenant may be released).
+            if outcomes is None or any(o.workflow_ended for o in outcomes):
+                self.admission_wakeup.set()
 
-    async def apply_status_batch(self, messages: list[Msg]) -> None:
+    async def apply_status_batch(self, messages: list[Msg]) -> list[JobOutcome] | None:
+        """Apply and ack a batch, starting the lane heads it freed at once (a dependency's end
+        to its dependent's start is the latency users wait on); the outcomes, or None when the
+        batch failed and was applied one by one."""
         reports = [r for m in messages if (r := report_from_status(messaging_pb2.JobStatus.FromString(m.data)))]
+        outcomes: list[JobOutcome] | None = None
         try:
             # One transaction for the whole batch: per-report transactions cap throughput.
-            await self.repository.apply_reports(reports, self.max_attempts)
+            outcomes, claimed = await self.repository.apply_reports_and_claim(reports, self.max_attempts, CLAIM_BATCH)
+            if len(claimed) == CLAIM_BATCH:  # more may be runnable
+                self.dispatch_wakeup.set()
         except Exception:
             log.warning("batch of %d reports failed; applying one by one", len(reports), exc_info=True)
             for message in messages:
@@ -156,6 +173,7 @@ class SchedulerLoops:
         # Acked only after the changes are committed: a crash before this replays them,
         # and applying a status twice is harmless (stale or repeated attempts are ignored).
         await asyncio.gather(*(message.ack() for message in messages))
+        return outcomes
 
     async def apply_status(self, status: messaging_pb2.JobStatus) -> None:
         kind = status.WhichOneof("kind")

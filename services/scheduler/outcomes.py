@@ -236,14 +236,8 @@ def _apply(workflow: _Workflow, job: _Job, report: JobReport, policy: RetryPolic
 
 async def _queue_dependents(session: AsyncSession, workflows: dict[str, _Workflow], succeeded: list[str]) -> None:
     """PENDING -> QUEUED for dependents of the succeeded jobs whose dependencies all SUCCEEDED."""
-    query = (
-        update(JobRow)
-        .where(JobRow.state == "PENDING", lanes.dependents_of_any(succeeded), lanes.dependencies_met())
-        .values(state="QUEUED")
-        .returning(JobRow.id, JobRow.job_id, JobRow.workflow_id, JobRow.attempts, JobRow.error, JobRow.lane_seq)
-        .execution_options(synchronize_session=False)
-    )
-    for row in sorted(await session.execute(query), key=lambda r: r.lane_seq):
+    queued = await session.execute(lanes.queue_dependents(), {lanes.SUCCEEDED_IDS: succeeded})
+    for row in sorted(queued, key=lambda r: r.lane_seq):
         workflows[row.workflow_id].events.append(
             events_pb2.WorkflowEvent(
                 job_state_changed=events_pb2.JobStateChanged(

@@ -21,13 +21,16 @@ the lane rule is in services.scheduler.lanes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -87,14 +90,30 @@ class WorkflowRepository:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.sessions = sessions
+        # For the read-only methods (db.session_factory(engine, read_only=True)).
+        self.read_sessions = read_sessions or sessions
+        # SQLite has one writer: queueing this process's writers here hands the lock
+        # over at once, where SQLite's busy handler would sleep and retry (1, 2, 5, ... ms).
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
         self.dialect = dialect
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
 
     # ----- locks and reads ------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction, committed on exit."""
+        if self._write_lock is None:
+            async with self.sessions.begin() as session:
+                yield session
+            return
+        async with self._write_lock, self.sessions.begin() as session:
+            yield session
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:
         rows = await lock_workflows(session, (WorkflowRow.id == workflow_id) & (WorkflowRow.tenant_id == tenant))
@@ -115,7 +134,7 @@ class WorkflowRepository:
 
     async def get_workflow(self, tenant: str, workflow_id: str) -> tuple[types_pb2.Workflow, int]:
         """The workflow with its jobs, and the seq of its last event (a watch resumes after it)."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = select(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant)
             row = (await session.execute(query)).scalar_one_or_none()
             if row is None:
@@ -135,7 +154,7 @@ class WorkflowRepository:
                 (WorkflowRow.created_at < created_at) | ((WorkflowRow.created_at == created_at) & (WorkflowRow.id < last_id))
             )
         query = query.order_by(WorkflowRow.created_at.desc(), WorkflowRow.id.desc()).limit(page_size + 1)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = list((await session.execute(query)).scalars())
             more = len(rows) > page_size
             rows = rows[:page_size]
@@ -150,7 +169,7 @@ class WorkflowRepository:
 
     async def get_job(self, tenant: str, job_id: str) -> types_pb2.Job:
         """A job by its global id."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant)
             row = (await session.execute(query)).scalar_one_or_none()
             if row is None:
@@ -171,7 +190,7 @@ class WorkflowRepository:
         now = self.clock()
         workflow_id = str(uuid.uuid4())
         ids = {job.job_id: str(uuid.uuid4()) for job in plan}
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             # The counter's row lock makes lane_seq order equal commit order across replicas.
             last_seq = (
                 await session.execute(
@@ -231,7 +250,7 @@ class WorkflowRepository:
     async def set_tenant_admitted(self, tenant: str) -> list[str]:
         """Start every QUEUED workflow of an admitted tenant; returns their ids."""
         now = self.clock()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             workflows = await lock_workflows(session, (WorkflowRow.tenant_id == tenant) & (WorkflowRow.state == "QUEUED"))
             if not workflows:
                 return []
@@ -253,7 +272,7 @@ class WorkflowRepository:
         if not positions:
             return
         now = self.clock()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             queued = (WorkflowRow.state == "QUEUED") & WorkflowRow.tenant_id.in_(positions)
             for workflow in await lock_workflows(session, queued):
                 position = positions[workflow.tenant_id]
@@ -263,7 +282,7 @@ class WorkflowRepository:
 
     async def queued_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of every workflow waiting for admission, oldest first."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = (
                 select(WorkflowRow.tenant_id, WorkflowRow.id)
                 .where(WorkflowRow.state == "QUEUED")
@@ -273,14 +292,14 @@ class WorkflowRepository:
 
     async def finished_unreleased_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of ended workflows tenancy has not been told about."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = select(WorkflowRow.tenant_id, WorkflowRow.id).where(
                 WorkflowRow.state.in_(FINAL_WORKFLOW_STATES), WorkflowRow.released.is_(False)
             )
             return list((await session.execute(query)).tuples())
 
     async def mark_released(self, tenant: str, workflow_id: str) -> None:
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             await session.execute(
                 update(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant).values(released=True)
             )
@@ -294,45 +313,50 @@ class WorkflowRepository:
         a JobDispatch in the outbox, in the same transaction. Set-based: one query
         finds the heads, one locks their workflows, one re-reads the jobs under lock.
         """
+        async with self._transaction() as session:
+            return await self._claim(session, limit)
+
+    async def _claim(self, session: AsyncSession, limit: int) -> list[ClaimedJob]:
         now = self.clock()
-        async with self.sessions.begin() as session:
-            if self.dialect == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-            heads = (await session.execute(lanes.runnable_heads(limit, now))).tuples().all()
-            if not heads:
-                return []
-            workflows = {w.id: w for w in await lock_workflows(session, WorkflowRow.id.in_({w for _, w in heads}))}
-            # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
-            query = (
-                select(JobRow)
-                .where(JobRow.id.in_([job_id for job_id, _ in heads]), JobRow.state == "QUEUED")
-                .order_by(JobRow.lane_seq)
-                .execution_options(populate_existing=True)
+        if self.dialect == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
+        heads = (await session.execute(lanes.runnable_heads(limit), {lanes.NOW: now})).tuples().all()
+        if not heads:
+            return []
+        workflows = {w.id: w for w in await lock_workflows(session, WorkflowRow.id.in_({w for _, w in heads}))}
+        # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
+        query = (
+            select(JobRow)
+            .where(JobRow.id.in_([job_id for job_id, _ in heads]), JobRow.state == "QUEUED")
+            .order_by(JobRow.lane_seq)
+            .execution_options(populate_existing=True)
+        )
+        jobs = list((await session.execute(query)).scalars())
+        # Stamped after the locked re-read, so a job never starts "before" the end of the
+        # lane-mate whose commit made it the head (that end was stamped before its commit).
+        now = max(now, self.clock())
+        started: dict[str, list[events_pb2.WorkflowEvent]] = {}
+        outbox: list[dict[str, Any]] = []
+        for job in jobs:
+            job.state = "RUNNING"
+            job.attempts += 1
+            job.started_at = now
+            job.tiles_done = 0
+            job.next_attempt_at = None
+            started.setdefault(job.workflow_id, []).append(events.job_state_changed(job))
+            dispatched = tracing.record_step(
+                f"dispatch {job.job_type}",
+                workflows[job.workflow_id].trace_context,
+                {"slidelane.tenant": job.tenant_id, "slidelane.job_id": job.id, "slidelane.attempt": job.attempts},
             )
-            jobs = list((await session.execute(query)).scalars())
-            # Stamped after the locked re-read, so a job never starts "before" the end of the
-            # lane-mate whose commit made it the head (that end was stamped before its commit).
-            now = max(now, self.clock())
-            started: dict[str, list[events_pb2.WorkflowEvent]] = {}
-            for job in jobs:
-                job.state = "RUNNING"
-                job.attempts += 1
-                job.started_at = now
-                job.tiles_done = 0
-                job.next_attempt_at = None
-                started.setdefault(job.workflow_id, []).append(events.job_state_changed(job))
-                dispatched = tracing.record_step(
-                    f"dispatch {job.job_type}",
-                    workflows[job.workflow_id].trace_context,
-                    {"slidelane.tenant": job.tenant_id, "slidelane.job_id": job.id, "slidelane.attempt": job.attempts},
-                )
-                session.add(events.outbox_dispatch(job, now, dispatched))
-            for workflow_id, workflow_events in started.items():
-                session.add_all(events.outbox_events(workflows[workflow_id], workflow_events, now))
-            return [
-                ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts)
-                for j in jobs
-            ]
+            outbox.append(events.outbox_dispatch_values(job, now, dispatched))
+        for workflow_id, workflow_events in started.items():
+            outbox += events.outbox_event_values(workflows[workflow_id], workflow_events, now)
+        # One executemany: ORM-added rows would each be an INSERT (their ids fetched back).
+        await session.execute(insert(OutboxRow), outbox)
+        return [
+            ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts) for j in jobs
+        ]
 
     # ----- job outcomes ------------------------------------------------------------------
 
@@ -344,8 +368,21 @@ class WorkflowRepository:
         reports can be retried one by one.
         """
         policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             return await outcomes.apply_reports(session, reports, policy, self.clock())
+
+    async def apply_reports_and_claim(
+        self, reports: Sequence[JobReport], max_attempts: int, claim_limit: int
+    ) -> tuple[list[JobOutcome], list[ClaimedJob]]:
+        """apply_reports, then claim_runnable for the lane heads the reports freed, with no
+        wait in between. One transaction on SQLite (one writer: no lock order to keep);
+        two on PostgreSQL, where a claim takes its advisory lock before any workflow lock."""
+        if self.dialect != "sqlite":
+            return await self.apply_reports(reports, max_attempts), await self.claim_runnable(claim_limit)
+        policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
+        async with self._transaction() as session:
+            applied = await outcomes.apply_reports(session, reports, policy, self.clock())
+            return applied, await self._claim(session, claim_limit)
 
     async def record_progress(self, tenant: str, job_id: str, attempt: int, tiles_done: int, tiles_total: int) -> JobOutcome:
         """Tile counts of the running attempt (tiles_done never goes down); other attempts are ignored."""
@@ -366,7 +403,7 @@ class WorkflowRepository:
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> CancelOutcome:
         """Cancel queued and running jobs; harmless when repeated or when already finished."""
         now = self.clock()
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             workflow = await self._locked_workflow(session, tenant, workflow_id)
             if workflow.state in FINAL_WORKFLOW_STATES:
                 return CancelOutcome([])
@@ -391,7 +428,7 @@ class WorkflowRepository:
 
     async def fetch_unpublished(self, limit: int) -> list[OutboxRow]:
         """The oldest messages not yet published, in the order they were written."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)
             return list((await session.execute(query)).scalars())
 
@@ -399,14 +436,14 @@ class WorkflowRepository:
         """JetStream acknowledged these: a published row is never needed again, so it is deleted."""
         if not ids:
             return
-        async with self.sessions.begin() as session:
+        async with self._transaction() as session:
             await session.execute(OutboxRow.__table__.delete().where(OutboxRow.id.in_(ids)))
 
     # ----- monitoring ----------------------------------------------------------------------
 
     async def lane_stats(self, tenant: str) -> list[metrics_service_pb2.LaneDepth]:
         """Waiting (PENDING or QUEUED) and running jobs per branch of the tenant."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = (
                 select(JobRow.branch, JobRow.state, func.count())
                 .where(JobRow.tenant_id == tenant, JobRow.state.in_(UNFINISHED))
@@ -427,7 +464,7 @@ class WorkflowRepository:
         Also sets workflow_jobs_active from the DB: counted there it stays right
         across restarts and replicas, which incrementing in one process would not.
         """
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = (
                 select(JobRow.tenant_id, JobRow.branch, func.count())
                 .where(JobRow.state.in_(lanes.WAITING))
@@ -440,7 +477,7 @@ class WorkflowRepository:
 
     async def recent_failures(self, tenant: str, limit: int) -> list[metrics_service_pb2.RecentFailure]:
         """The tenant's latest jobs that FAILED (not UPSTREAM_FAILED: those name their cause)."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             query = (
                 select(JobRow)
                 .where(JobRow.tenant_id == tenant, JobRow.state == "FAILED")

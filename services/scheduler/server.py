@@ -19,7 +19,9 @@ async def build(app: ServiceApp) -> None:
     engine = await app.connect_db()
     js = await app.connect_nats()
     assert app.nats is not None
-    repository = WorkflowRepository(db.session_factory(engine), dialect=engine.dialect.name)
+    repository = WorkflowRepository(
+        db.session_factory(engine), dialect=engine.dialect.name, read_sessions=db.session_factory(engine, read_only=True)
+    )
     channel = internal_channel(settings.address_of("tenancy"))
     app.on_shutdown(channel.close)
     admission = AdmissionClient(tenancy_pb2_grpc.TenancyServiceStub(channel), repository)

@@ -36,6 +36,12 @@ async def database_url(request, tmp_path):
 async def repository(database_url):
     engine = db.create_engine(database_url)
     try:
-        yield WorkflowRepository(db.session_factory(engine), dialect=engine.dialect.name, backoff_base=1.0, clock=FakeClock())
+        yield WorkflowRepository(
+            db.session_factory(engine),
+            dialect=engine.dialect.name,
+            backoff_base=1.0,
+            clock=FakeClock(),
+            read_sessions=db.session_factory(engine, read_only=True),
+        )
     finally:
         await engine.dispose()

@@ -82,6 +82,24 @@ async def test_concurrent_claims_never_run_two_jobs_of_one_lane(repository):
             await repository.mark_succeeded(erin, job.id, job.attempts)
 
 
+async def test_a_status_batch_starts_what_it_freed_in_the_same_step(repository):
+    fay = new_tenant()
+    workflow_id = await start(repository, fay, ("a", "main", []), ("b", "main", []), ("c", "other", ["a"]))
+    (a,) = await repository.claim_runnable(100)
+    stale = JobReport(fay, a.id, a.attempt + 1, "succeeded")  # another attempt's report: ignored
+    outcomes, claimed = await repository.apply_reports_and_claim(
+        [JobReport(fay, a.id, a.attempt, "succeeded"), stale], max_attempts=3, claim_limit=100
+    )
+    assert [o.applied for o in outcomes] == [True, False]
+    assert sorted(c.job_id for c in claimed) == ["b", "c"]  # b: its lane is free; c: its dependency succeeded
+    jobs = await jobs_of(repository, workflow_id, fay)
+    assert jobs["b"].state == jobs["c"].state == JS.JOB_STATE_RUNNING
+    finished = jobs["a"].finished_at.ToDatetime()
+    assert jobs["b"].started_at.ToDatetime() >= finished and jobs["c"].started_at.ToDatetime() >= finished
+    dispatched = {r.subject for r in await repository.fetch_unpublished(1000) if r.subject.startswith("dispatch.")}
+    assert dispatched == {f"dispatch.{fay}.main", f"dispatch.{fay}.other"}
+
+
 @st.composite
 def lane_workloads(draw):
     """Workflows of two tenants: jobs on 1-3 branches with random dependencies (crossing lanes)."""
@@ -131,7 +149,10 @@ async def test_lanes_hold_over_random_dags(repository, workload):
         for job in finished:
             kind = "failed" if job.attempts < 3 and rnd.random() < 0.2 else "succeeded"
             reports.append(JobReport(job.tenant_id, job.id, job.attempts, kind, message="worker lost"))
-        outcomes = await repository.apply_reports(reports, max_attempts=99)
+        if rnd.random() < 0.5:
+            outcomes = await repository.apply_reports(reports, max_attempts=99)
+        else:  # the status loop's path: what the reports freed starts at once
+            outcomes, _ = await repository.apply_reports_and_claim(reports, max_attempts=99, claim_limit=100)
         assert all(o.applied for o in outcomes)
         succeeded |= {r.job_id for r in reports if r.kind == "succeeded"}
         repository.clock.advance(61)

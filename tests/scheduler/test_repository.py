@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
@@ -150,3 +152,14 @@ async def test_a_restarted_repository_carries_on_from_the_database(repository, d
     finally:
         await engine.dispose()
     assert (await jobs_of(repository, workflow_id, gina))["b"].state == JS.JOB_STATE_RUNNING
+
+
+async def test_reads_do_not_wait_for_a_writer(repository):
+    """A long write transaction (SQLite: the one write lock) must not hold up GetWorkflow."""
+    gina = new_tenant()
+    workflow_id = await start(repository, gina, ("a", "main", []))
+    async with repository.sessions.begin() as writer:
+        await writer.execute(select(func.count()).select_from(WorkflowRow))
+        await writer.execute(LaneSeqRow.__table__.update().values(value=LaneSeqRow.value))
+        workflow, _ = await asyncio.wait_for(repository.get_workflow(gina, workflow_id), timeout=5)
+    assert workflow.workflow_id == workflow_id
