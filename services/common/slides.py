@@ -167,6 +167,8 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     """OpenSlide returns premultiplied RGBA with alpha 0 outside the scanned area: show it as glass."""
     if rgba.shape[2] == 3:
         return rgba
+    if rgba[..., 3].min() == 255:  # fully scanned (the usual case): just drop alpha
+        return np.ascontiguousarray(rgba[..., :3])
     alpha = rgba[..., 3:4].astype(np.uint16)
     rgb = rgba[..., :3].astype(np.uint16) + (255 - alpha)  # premultiplied: add white where transparent
     return np.clip(rgb, 0, 255).astype(np.uint8)

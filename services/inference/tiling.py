@@ -115,7 +115,7 @@ def slide_normalisation(slide: SlideReader, tissue: TissueMask, seed: int = 0) -
             w = min(side, slide.level_dimensions[level][0])
             h = min(side, slide.level_dimensions[level][1])
             patch = slide.read_region(level, x0, y0, w, h).reshape(-1, 3)
-            keep = saturation(patch[None])[0] > 0.06  # drop glass inside the patch
+            keep = saturation(patch)[0] > 0.06  # drop glass inside the patch
             samples.append(patch[keep] if keep.sum() > 100 else patch)
     if not samples or sum(len(s) for s in samples) < 100:
         pixels = tissue.rgb[tissue.mask] if tissue.mask.any() else tissue.rgb.reshape(-1, 3)
