@@ -58,13 +58,19 @@ class Planner:
         running: set[asyncio.Task[None]] = set()
         while True:
             await self._slots.acquire()
-            messages = await jetstream.fetch_batch(subscription, 1)
-            if not messages:
+            # As many dispatches as there are free slots in one pull: one pull per job
+            # costs a round trip each when many tiny jobs (tissue masks) queue up.
+            free = 1
+            while not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            messages = await jetstream.fetch_batch(subscription, free)
+            for _ in range(free - len(messages)):
                 self._slots.release()
-                continue
-            task = asyncio.create_task(self._handle(messages[0]))
-            running.add(task)
-            task.add_done_callback(running.discard)
+            for message in messages:
+                task = asyncio.create_task(self._handle(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
 
     async def _handle(self, message: Msg) -> None:
         # The span covers planning and the paced publishing of every tile of the job.
