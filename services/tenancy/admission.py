@@ -39,6 +39,10 @@ class AdmissionRepository:
             if await session.get(TenantWorkflowRow, (tenant, workflow_id)) is None:
                 session.add(TenantWorkflowRow(tenant_id=tenant, workflow_id=workflow_id, admitted_at=now, released_at=None))
             row = await session.get(AdmissionRow, tenant)
+            if row is not None and row.state == "ACTIVE":
+                # Already active: the new workflow joins at once and no count changes,
+                # so there are no slots to fill and no gauges to refresh.
+                return True, 0
             if row is None and await self._unfinished(session, tenant):
                 last = await session.scalar(select(func.max(AdmissionRow.queued_seq)))
                 row = AdmissionRow(tenant_id=tenant, state="WAITING", queued_seq=int(last or 0) + 1, since=now)
