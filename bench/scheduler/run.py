@@ -1,13 +1,15 @@
 """Scheduler benchmark: many tiny jobs in many lanes, Slidelane vs Celery, one script.
 
-    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8]
+    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8 --rounds 3]
 
 Shape: every (tenant, branch) lane gets one workflow that is a chain of `--chain`
-tissue_mask jobs on a tiny slide, so scheduling overhead dominates. Celery runs
-the same shape (a chain per lane, the lanes as a group) doing the same Otsu work,
-with the Redis broker at 127.0.0.1:6379. Reported for each: throughput (jobs/s,
-first submit to last finish) and dispatch latency (a dependency's end to its
-dependent's start, p50/p99), for Slidelane on SQLite and on PostgreSQL.
+tissue_mask jobs on a tiny slide, so scheduling overhead dominates; every lane submits
+at once, as its own client. Celery runs the same shape (a chain per lane, the lanes as
+a group) doing the same Otsu work, with the Redis broker at 127.0.0.1:6379. Reported
+for each: throughput (jobs/s, first submit to the last job's recorded end), dispatch
+latency (a dependency's end to its dependent's start, p50/p99) and the CPU each part
+spent per job, for Slidelane on SQLite and on PostgreSQL. With --rounds N the systems
+run N times, interleaved, and each one's median round is reported.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import asyncpg
 import grpc
+import psutil
 
 from services.common.api.slidelane.v1 import types_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 from tests.cluster import Cluster, start_cluster
@@ -45,6 +48,8 @@ class Result:
     dispatch_p50_ms: float
     dispatch_p99_ms: float
     failed: int
+    # CPU (user + system) each part spent per job during the run, in ms: where the time goes.
+    cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,6 +57,41 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class CpuMeter:
+    """CPU seconds of named process trees between start() and stop() (processes that exit
+    meanwhile are not counted: the benchmark's processes live through the run)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.trees = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def _read(self) -> dict[str, float]:
+        seconds: dict[str, float] = {}
+        for name, root in self.trees.items():
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                except psutil.Error:
+                    continue
+                seconds[name] = seconds.get(name, 0.0) + times.user + times.system
+        return seconds
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def per_job_ms(self, jobs: int) -> dict[str, float]:
+        after = self._read()
+        spent = {name: after[name] - self.before.get(name, 0.0) for name in after}
+        return {name: round(seconds * 1000 / max(jobs, 1), 1) for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
+def redis_pids() -> dict[str, int]:
+    """The local Redis server (Celery's broker and backend), when this user can see it."""
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "redis-server":
+            return {"redis": process.pid}
+    return {}
 
 
 def lanes(tenants: int, branches: int) -> list[tuple[str, str]]:
@@ -125,7 +165,11 @@ def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Re
             with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
                 slide = cluster.slide_root / "tiny.tif"
                 write_test_slide(slide, width=256, height=256, seed=1)
-                return asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+                meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
+                meter.start()
+                result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+                result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
+                return result
         finally:
             if database_kind == "postgresql":
                 asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
@@ -168,6 +212,8 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
         app.control.purge()
         time.sleep(3)  # let the worker connect
         run = uuid.uuid4().hex
+        meter = CpuMeter({"celery workers": worker.pid, **redis_pids()})
+        meter.start()
         started = time.time()
         flows = [
             chain(
@@ -187,7 +233,16 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
             for prev, cur in zip(times, times[1:], strict=False):
                 latencies.append((float(cur[b"started"]) - float(prev[b"finished"])) * 1000)
         seconds = last_finish - started  # first submit to the last task's end, as Slidelane's
-        return Result("celery+redis", total, seconds, total / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), 0)
+        return Result(
+            "celery+redis",
+            total,
+            seconds,
+            total / seconds,
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            0,
+            meter.per_job_ms(total),
+        )
     finally:
         worker.terminate()
         worker.wait(30)
@@ -203,24 +258,32 @@ def main() -> None:
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "postgresql", "celery"])
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every system this many times, interleaved; report each one's median round"
+    )
     args = parser.parse_args()
+    runs: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         slide = Path(tmp) / "slides" / "tiny.tif"
         slide.parent.mkdir()
         write_test_slide(slide, width=256, height=256, seed=1)
-        results = []
-        if "sqlite" not in args.skip:
-            results.append(run_slidelane("sqlite", args, "slidelane sqlite"))
-        if "postgresql" not in args.skip:
-            results.append(run_slidelane("postgresql", args, "slidelane postgresql"))
-        if "celery" not in args.skip:
-            results.append(run_celery(slide, args))
-    print(json.dumps([asdict(r) for r in results], indent=2))
-    print(f"\n{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        # Interleaved rounds: a change in the machine's load touches every system alike.
+        for _ in range(args.rounds):
+            if "sqlite" not in args.skip:
+                runs.setdefault("slidelane sqlite", []).append(run_slidelane("sqlite", args, "slidelane sqlite"))
+            if "postgresql" not in args.skip:
+                runs.setdefault("slidelane postgresql", []).append(run_slidelane("postgresql", args, "slidelane postgresql"))
+            if "celery" not in args.skip:
+                runs.setdefault("celery+redis", []).append(run_celery(slide, args))
+    results = [sorted(rounds, key=lambda r: r.jobs_per_second)[len(rounds) // 2] for rounds in runs.values()]
+    print(json.dumps({name: [asdict(r) for r in rounds] for name, rounds in runs.items()}, indent=2))
+    print(f"\n{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}   (median of {args.rounds} round(s))")
     for r in results:
         print(
             f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}"
         )
+    for r in results:
+        print(f"{r.system} CPU ms per job: " + ", ".join(f"{name} {ms}" for name, ms in r.cpu_ms_per_job.items()))
     celery = next((r for r in results if r.system.startswith("celery")), None)
     if celery:
         for r in results:
