@@ -45,8 +45,10 @@ def percentile_normalise(rgb: np.ndarray) -> np.ndarray:
     return (x - lo) / np.maximum(hi - lo, 1e-3)
 
 
-def model_segmenter(model: torch.jit.ScriptModule) -> Segment:
+def model_segmenter(model: torch.jit.ScriptModule, postprocessing: dict[str, float] | None = None) -> Segment:
+    """`postprocessing` overrides the module's own defaults (InstanSeg forward keywords), for sweeps."""
     model_mpp = float(model.pixel_size)
+    overrides = postprocessing or {}
 
     def run(rgb: np.ndarray, mpp: float) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -56,7 +58,7 @@ def model_segmenter(model: torch.jit.ScriptModule) -> Segment:
             size = (max(1, round(h * factor)), max(1, round(w * factor)))
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)
         with torch.inference_mode():
-            labels = model(x)[0, 0]
+            labels = model(x, **overrides)[0, 0]
         if labels.shape != (h, w):
             labels = F.interpolate(labels[None, None].float(), size=(h, w), mode="nearest")[0, 0]
         return labels.numpy().astype(np.int32)
@@ -175,18 +177,25 @@ def evaluate_monuseg(segment: Segment, folder: Path = MONUSEG) -> dict | None:
     }
 
 
-def evaluate_synthetic(segment: Segment, tiles: int = 40, size: int = 256, seed: int = HELD_OUT_SEED) -> dict:
+def synthetic_tiles(tiles: int = 40, size: int = 256, seed: int = HELD_OUT_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
     from training.synthetic import make_tile
 
     rng = np.random.default_rng(seed)
+    return [make_tile(rng, size) for _ in range(tiles)]
+
+
+def evaluate_tiles(segment: Segment, tiles: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     per_image: dict[str, dict] = {}
-    for index in range(tiles):
-        rgb, truth = make_tile(rng, size)
+    for index, (rgb, truth) in enumerate(tiles):
         _, truth_xy = centroids(truth)
         ids = np.unique(truth)
         masks = [np.nonzero(truth == i) for i in ids[ids != 0]]
         per_image[str(index)] = evaluate_image(segment(rgb, 0.5), truth_xy, masks, MATCH_UM / 0.5)
     return {"overall": pooled(per_image)}
+
+
+def evaluate_synthetic(segment: Segment, tiles: int = 40, size: int = 256, seed: int = HELD_OUT_SEED) -> dict:
+    return evaluate_tiles(segment, synthetic_tiles(tiles, size, seed))
 
 
 def main() -> None:

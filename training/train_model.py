@@ -142,17 +142,28 @@ def recalibrate_batch_norm(model: torch.nn.Module, pool: TilePool, batch: int, b
     model.eval()
 
 
-def validate(model: torch.nn.Module, tiles: int = 24) -> dict:
+def validate(model: torch.nn.Module, tiles: int = 24, postprocessing: dict | None = None) -> dict:
     """Eval-mode F1 on synthetic tiles from a seed neither training nor evaluate.py uses."""
     from training.evaluate import evaluate_synthetic, model_segmenter
 
     model.eval()
-    scripted = torch.jit.script(wrap(model))
+    scripted = torch.jit.script(wrap(model, postprocessing))
     result = evaluate_synthetic(model_segmenter(scripted), tiles=tiles, seed=VALIDATION_SEED)["overall"]
     return {k: result[k] for k in ("precision", "recall", "f1")}
 
 
-def wrap(model: torch.nn.Module) -> torch.nn.Module:
+POSTPROCESSING_KEYS = ("seed_threshold", "mask_threshold", "peak_distance", "min_size")
+
+
+def load_init(model: torch.nn.Module, path: Path) -> dict:
+    """Start from an exported model's weights; return its post-processing defaults, which the export keeps."""
+    scripted = torch.jit.load(str(path), map_location="cpu")
+    model.load_state_dict(scripted.fcn.state_dict())  # the traced UNet holds the pixel classifier too
+    return {key: getattr(scripted, f"default_{key}") for key in POSTPROCESSING_KEYS}
+
+
+def wrap(model: torch.nn.Module, postprocessing: dict | None = None) -> torch.nn.Module:
+    """The exported module; `postprocessing` becomes its default thresholds (InstanSeg's `params`)."""
     from instanseg.utils.loss.instanseg_loss import InstanSeg_Torchscript
 
     return InstanSeg_Torchscript(
@@ -160,15 +171,15 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
         cells_and_nuclei=False,
         pixel_size=PIXEL_SIZE,
         n_sigma=2,
-        params=None,
+        params=dict(postprocessing) if postprocessing else None,
         feature_engineering_function="0",
         backbone_dim_in=3,
     )
 
 
-def export(model: torch.nn.Module, path: Path) -> None:
+def export(model: torch.nn.Module, path: Path, postprocessing: dict | None = None) -> None:
     model.eval()
-    scripted = torch.jit.script(wrap(model))
+    scripted = torch.jit.script(wrap(model, postprocessing))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(scripted, str(path))
 
@@ -184,12 +195,15 @@ def train(
     threads: int,
     hot_seed_loss: str = "binary_xloss",
     checkpoint_every: int = 250,
+    init: Path | None = None,
+    version: str | None = None,
 ) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = "cpu"
     model, method = build(device, seed)
+    postprocessing = load_init(model, init) if init else None
     optimiser = torch.optim.Adam(head_parameter_groups(model, lr), lr=lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[lr, lr * 10], total_steps=steps, pct_start=0.1)
     pool = TilePool(rng, size=64, tile=tile, refresh=1)
@@ -201,6 +215,11 @@ def train(
     started = time.time()
     history: list[float] = []
     best: dict = {"f1": -1.0, "step": -1}
+    if init:
+        # The starting point competes too: a fine-tune that never beats it exports nothing.
+        recalibrate_batch_norm(model, pool, batch)
+        best = {**validate(model, postprocessing=postprocessing), "step": 0}
+        log.info("init %s validation (synthetic, eval mode) %s", init, best)
     for step in range(steps):
         if step == hot_steps:
             method.update_binary_loss("lovasz_hinge")
@@ -218,15 +237,15 @@ def train(
             log.info("step %d/%d loss %.4f (%.1f s)", step, steps, np.mean(history[-50:]), time.time() - started)
         if step > 0 and step % checkpoint_every == 0 or step == steps - 1:
             recalibrate_batch_norm(model, pool, batch)
-            score = validate(model)
+            score = validate(model, postprocessing=postprocessing)
             log.info("step %d validation (synthetic, eval mode) %s", step, score)
-            if score["f1"] >= best["f1"]:
+            if score["f1"] > best["f1"] or (score["f1"] == best["f1"] and not init):
                 best = {**score, "step": step}
-                export(model, out / "instanseg.pt")  # the best checkpoint so far, usable mid-run
+                export(model, out / "instanseg.pt", postprocessing)  # the best checkpoint so far, usable mid-run
     log.info("kept step %d: %s", best["step"], best)
     card = {
         "name": MODEL_NAME,
-        "version": f"0.1.{steps}",
+        "version": version or f"0.1.{steps}",
         "pixel_size": PIXEL_SIZE,
         "seed": seed,
         "steps": steps,
@@ -238,6 +257,8 @@ def train(
         f"hot start for the first hot_fraction of steps (Dice masks, {hot_seed_loss} seeds), then Lovasz hinge and "
         "l1_distance seeds; BatchNorm statistics recalibrated before each checkpoint; the checkpoint with the best "
         "validation F1 (synthetic tiles, seed VALIDATION_SEED) is the one exported",
+        "init": str(init) if init else None,
+        "postprocessing": postprocessing,
         "kept_step": best["step"],
         "validation": {k: best[k] for k in ("precision", "recall", "f1")},
         "hot_fraction": hot_fraction,
@@ -262,6 +283,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hot-seed-loss", default="binary_xloss", choices=["binary_xloss", "l1_distance"])
     parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--init", type=Path, help="fine-tune from this exported instanseg.pt (keeps its post-processing)")
+    parser.add_argument("--version", help="model card version (default 0.1.<steps>)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     card = train(
@@ -275,6 +298,8 @@ def main() -> None:
         args.threads,
         args.hot_seed_loss,
         args.checkpoint_every,
+        args.init,
+        args.version,
     )
     print(json.dumps(card, indent=2))
 
