@@ -107,22 +107,23 @@ def test_one_trace_runs_from_create_workflow_through_every_tile_to_the_results(c
     tiles_total = next(j.progress.tiles_total for j in done.jobs if j.job_id == "segment")
     assert tiles_total > 0
 
-    # Spans leave each process in batches; wait until the last ones have arrived.
+    # Spans leave each process in batches (a child's batch may land before its parent's);
+    # wait until the last ones have arrived. No broken links: every span's parent is in
+    # the trace (or is the caller's own span).
     deadline = time.monotonic() + 30
     while True:
         spans = receiver.trace(trace_id.to_bytes(16, "big"))
         names = {(s.service, s.name) for s in spans}
         missing = {(service, name) for service, wanted in EXPECTED.items() for name in wanted} - names
         processed = [s for s in spans if s.name == "process tiles"]
-        if not missing and len(processed) >= tiles_total:
+        ids = {s.span.span_id for s in spans} | {root_span_id.to_bytes(8, "big")}
+        orphans = [f"{s.service}: {s.name}" for s in spans if s.span.parent_span_id and s.span.parent_span_id not in ids]
+        if not missing and len(processed) >= tiles_total and not orphans:
             break
-        assert time.monotonic() < deadline, f"missing from the trace: {sorted(missing)}; {len(processed)}/{tiles_total} tiles"
+        assert time.monotonic() < deadline, (
+            f"missing from the trace: {sorted(missing)}; {len(processed)}/{tiles_total} tiles; parents missing: {orphans}"
+        )
         time.sleep(0.5)
-
-    # No broken links: every span's parent is in the trace (or is the caller's own span).
-    ids = {s.span.span_id for s in spans} | {root_span_id.to_bytes(8, "big")}
-    orphans = [f"{s.service}: {s.name}" for s in spans if s.span.parent_span_id and s.span.parent_span_id not in ids]
-    assert not orphans, orphans
     by_id = {s.span.span_id: s for s in spans}
     for tile in processed:
         parent = by_id[tile.span.parent_span_id]
