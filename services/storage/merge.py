@@ -3,13 +3,16 @@
 Each tile result is spooled as its own file, named by (job, attempt, tile index):
 writing it twice is harmless, and the set of files IS the set of tiles counted, so
 a restart or a redelivered message never counts a tile twice. When every planned
-tile is there the job is finalised into the result files.
+tile is there the job is finalised into the result files, streamed from the spool a
+tile at a time: memory holds one tile's cells, not the job's.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,16 @@ class AttemptSpool:
     @property
     def complete(self) -> bool:
         return self.plan is not None and len(self.tiles) >= self.plan.tiles_total
+
+    @staticmethod
+    def tile_file(index: int) -> str:
+        return f"tile-{index}.pb"
+
+    def cells(self) -> Iterator[messaging_pb2.Cell]:
+        """Every spooled cell in tile order, reading one tile at a time from disk."""
+        for index in sorted(self.tiles):
+            tile = messaging_pb2.TileResult.FromString((self.folder / self.tile_file(index)).read_bytes())
+            yield from tile.cells
 
 
 class ResultMerger:
@@ -63,27 +76,29 @@ class ResultMerger:
         spool = self._spool(tile.tenant_id, tile.job_id, tile.attempt)
         if tile.tile_index in spool.tiles:
             return spool, False
-        LocalDirectoryStore(spool.folder).put(f"tile-{tile.tile_index}.pb", tile.SerializeToString())
+        LocalDirectoryStore(spool.folder).put(spool.tile_file(tile.tile_index), tile.SerializeToString())
         spool.tiles.add(tile.tile_index)
         return spool, True
 
     def finalise_segmentation(self, spool: AttemptSpool) -> messaging_pb2.JobSucceeded:
+        """Streams the spool into the result files: one tile's cells in memory at a time."""
         plan = spool.plan
         assert plan is not None
-        cells: list[messaging_pb2.Cell] = []
-        for index in sorted(spool.tiles):
-            tile = messaging_pb2.TileResult.FromString((spool.folder / f"tile-{index}.pb").read_bytes())
-            cells.extend(tile.cells)
-        document = exports.segmentation_document(plan, cells, tiles_processed=len(spool.tiles))
+        # The segmentation file names total_cells before its cells, so a first pass
+        # counts them, keeping only their areas (8 bytes a cell) for the histogram.
+        areas = array("d", (exports.cell_area(cell) for cell in spool.cells()))
         names = {
             "json": exports.segmentation_name(plan.workflow_id, plan.workflow_job_id),
             "geojson": exports.geojson_name(plan.workflow_id, plan.workflow_job_id),
         }
         prefix = f"{plan.tenant_id}/{plan.job_id}"
-        self.store.put(f"{prefix}/{names['json']}", exports.dumps(document))
-        self.store.put(f"{prefix}/{names['geojson']}", exports.dumps(exports.geojson_document(document)))
-        self._write_manifest(plan, names, total_cells=len(cells), areas=[c["area"] for c in document["cells"]])
-        return messaging_pb2.JobSucceeded(result_files=list(names.values()), total_cells=len(cells))
+        with (
+            self.store.writer(f"{prefix}/{names['json']}") as segmentation_file,
+            self.store.writer(f"{prefix}/{names['geojson']}") as geojson_file,
+        ):
+            exports.write_cell_results(plan, spool.cells(), len(areas), len(spool.tiles), segmentation_file, geojson_file)
+        self._write_manifest(plan, names, total_cells=len(areas), areas=areas)
+        return messaging_pb2.JobSucceeded(result_files=list(names.values()), total_cells=len(areas))
 
     def finalise_tissue_mask(self, result: messaging_pb2.TissueMaskResult) -> messaging_pb2.JobSucceeded:
         plan = result.plan
@@ -104,7 +119,9 @@ class ResultMerger:
         self._write_manifest(plan, names, total_cells=0, areas=[])
         return messaging_pb2.JobSucceeded(result_files=list(names.values()))
 
-    def _write_manifest(self, plan: messaging_pb2.JobPlan, names: dict[str, str], total_cells: int, areas: list[float]) -> None:
+    def _write_manifest(
+        self, plan: messaging_pb2.JobPlan, names: dict[str, str], total_cells: int, areas: Sequence[float]
+    ) -> None:
         manifest = {
             "job_type": plan.job_type,
             "files": names,

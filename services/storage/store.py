@@ -1,8 +1,9 @@
 """Where finished results live: a local directory by default.
 
 `ResultStore` is the whole interface the storage service uses, so an S3-compatible
-store (put_object / get_object with ranged reads) can replace the local one.
-Keys are `<tenant>/<job id>/<file name>`: the tenant is part of every key.
+store (a multipart upload completed on success, aborted on error; get_object with
+ranged reads) can replace the local one. Keys are `<tenant>/<job id>/<file name>`:
+the tenant is part of every key.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 CHUNK_BYTES = 1024 * 1024
 
 
 class ResultStore(Protocol):
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A file to write `key` into, piece by piece: committed whole when the block
+        ends without an error, discarded otherwise, so readers never see half a file."""
+        ...
+
     def put(self, key: str, data: bytes) -> None: ...
 
     def exists(self, key: str) -> bool: ...
@@ -37,20 +44,25 @@ class LocalDirectoryStore:
             raise ValueError(f"result key {key!r} escapes the store")
         return path
 
-    def put(self, key: str, data: bytes) -> None:
-        """Atomic: readers see the old file or the whole new one, never half of it."""
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """A temporary file beside the target, renamed over it once the block succeeds."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                # No fsync: write + rename survives a killed process (the page cache
-                # stays); surviving power loss is the job of a durable object store.
-                handle.write(data)
+                yield handle
+            # No fsync: write + rename survives a killed process (the page cache
+            # stays); surviving power loss is the job of a durable object store.
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.writer(key) as handle:
+            handle.write(data)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.storage.merge import ResultMerger
 from services.storage.store import LocalDirectoryStore
@@ -93,6 +95,19 @@ def test_a_slide_without_tissue_finishes_with_zero_cells(tmp_path):
     spool = merger.add_plan(_plan(tiles_total=0))
     assert spool.complete
     assert merger.finalise_segmentation(spool).total_cells == 0
+
+
+def test_a_cell_that_is_not_strict_json_fails_finalisation_without_a_result_file(tmp_path):
+    store = LocalDirectoryStore(tmp_path / "results")
+    merger = ResultMerger(tmp_path / "spool", store)
+    merger.add_plan(_plan(tiles_total=2))
+    merger.add_tile(_tile(0, [_square_cell(10, 20)]))
+    broken = _square_cell(500, 300)
+    broken.centroid_x = math.nan
+    spool, _ = merger.add_tile(_tile(1, [broken]))
+    with pytest.raises(ValueError):
+        merger.finalise_segmentation(spool)
+    assert list((tmp_path / "results" / "alice" / "job-global-1").iterdir()) == []  # not half a file, no temporary one
 
 
 def _reject(name: str) -> None:
