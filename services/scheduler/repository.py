@@ -316,10 +316,14 @@ class WorkflowRepository:
         async with self._transaction() as session:
             return await self._claim(session, limit)
 
-    async def _claim(self, session: AsyncSession, limit: int) -> list[ClaimedJob]:
-        now = self.clock()
+    async def _claim_lock(self, session: AsyncSession) -> None:
+        """Serialise claims across scheduler replicas (PostgreSQL; SQLite has one writer)."""
         if self.dialect == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
+
+    async def _claim(self, session: AsyncSession, limit: int) -> list[ClaimedJob]:
+        now = self.clock()
+        await self._claim_lock(session)  # re-entrant: a transaction may already hold it
         heads = (await session.execute(lanes.runnable_heads(limit), {lanes.NOW: now})).tuples().all()
         if not heads:
             return []
@@ -374,13 +378,13 @@ class WorkflowRepository:
     async def apply_reports_and_claim(
         self, reports: Sequence[JobReport], max_attempts: int, claim_limit: int
     ) -> tuple[list[JobOutcome], list[ClaimedJob]]:
-        """apply_reports, then claim_runnable for the lane heads the reports freed, with no
-        wait in between. One transaction on SQLite (one writer: no lock order to keep);
-        two on PostgreSQL, where a claim takes its advisory lock before any workflow lock."""
-        if self.dialect != "sqlite":
-            return await self.apply_reports(reports, max_attempts), await self.claim_runnable(claim_limit)
+        """apply_reports, then claim_runnable for the lane heads the reports freed, in one
+        transaction with no wait in between. On PostgreSQL it takes the claim's advisory
+        lock first, so its locks come in the order every claim takes them (advisory, then
+        workflows) and two replicas cannot deadlock; on SQLite it is the single writer."""
         policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
         async with self._transaction() as session:
+            await self._claim_lock(session)
             applied = await outcomes.apply_reports(session, reports, policy, self.clock())
             return applied, await self._claim(session, claim_limit)
 
