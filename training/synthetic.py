@@ -7,7 +7,10 @@ model does not learn one lab's colour.
 
 Only nuclei are labelled. Red cells, vacuoles, purple cytoplasm and pink stroma fibres
 are drawn as UNLABELLED distractors: a model trained without them fragments stroma on
-real H&E (see the field notes).
+real H&E (see the field notes). Some tiles lie on a purple, finely vacuolated ground
+(neuropil, oedema) with clear halos round some nuclei, and some nuclei are pale: open
+chromatin with a darker rim, or washed out against dense cytoplasm. Those are what
+model 0.1.1400 missed on real tissue.
 
 Default scale: 0.5 um/px (the model's pixel size). A lymphocyte nucleus (~7 um) is
 ~14 px across, a tumour nucleus 16-30 px, a spindle nucleus 5 x 30 px.
@@ -60,8 +63,21 @@ def _stroma(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
     density = rng.uniform(0.05, 1.0)
     patch = np.clip(0.6 + 0.5 * _smooth_noise(rng, (size, size), rng.uniform(10, 40)), 0, 1.2)
     e_od = density * patch * (rng.uniform(0.3, 0.8) + rng.uniform(0.2, 0.9) * fibres)
-    h_od = e_od * rng.uniform(0.0, 0.6)  # stroma is pink-purple, never pure eosin
+    h_od = e_od * rng.uniform(0.0, 0.6 if rng.uniform() < 0.7 else 1.2)  # pink-purple, never pure eosin
     return e_od.astype(np.float32), h_od.astype(np.float32)
+
+
+def _neuropil(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eosin and haematoxylin OD of dense purple, finely vacuolated tissue (neuropil, oedematous or
+    mucinous stroma): dark nuclei on a busy purple ground, where a pale-ground model loses recall."""
+    mesh = np.clip(0.8 + 0.4 * _smooth_noise(rng, (size, size), rng.uniform(0.8, 1.6)), 0, None)
+    bubbles = np.zeros((size, size), np.float32)
+    for _ in range(int(size * size / 1000 * rng.uniform(2, 12))):
+        r = rng.uniform(1.5, 5)
+        mask, _ = _ellipse_mask(rng, r * rng.uniform(0.7, 1), r, rng.uniform(0, np.pi), 0.05)
+        _paste_max(bubbles, mask.astype(np.float32), *rng.uniform(0, size, 2))
+    base = rng.uniform(0.35, 0.9) * mesh * (1 - rng.uniform(0.6, 0.95) * bubbles)
+    return (base * rng.uniform(0.7, 1.2)).astype(np.float32), (base * rng.uniform(0.4, 1.0)).astype(np.float32)
 
 
 def _wispy_fibres(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -95,8 +111,10 @@ def _nucleus_od(rng: np.random.Generator, mask: np.ndarray, rel: np.ndarray, kin
     texture = 1 + rng.uniform(0.05, 0.35) * _smooth_noise(rng, shape, rng.uniform(0.7, 2.0))
     if kind == "vesicular":
         # pale interior, dark membrane, 1-3 nucleoli
-        rim = np.clip((rel - rng.uniform(0.6, 0.8)) / 0.25, 0, 1)
-        od = darkness * (rng.uniform(0.2, 0.45) + 0.8 * rim) * texture
+        rim = np.clip((rel - rng.uniform(0.6, 0.85)) / rng.uniform(0.12, 0.3), 0, 1)
+        # open chromatin: pale interior with coarse granules
+        clumps = np.clip(_smooth_noise(rng, shape, rng.uniform(0.6, 1.2)), 0, None) * rng.uniform(0.0, 0.5)
+        od = darkness * (rng.uniform(0.15, 0.45) + clumps + rng.uniform(0.5, 1.0) * rim) * texture
         ys, xs = np.nonzero(rel < 0.55)
         for _ in range(rng.integers(1, 4) if len(ys) else 0):
             i = rng.integers(len(ys))
@@ -118,7 +136,7 @@ def _sample_nucleus(rng: np.random.Generator, style: dict) -> tuple[str, float, 
         return "dark", rng.uniform(2.2, 4.0), rng.uniform(8, 18), rng.uniform(0.6, 1.3)
     r = rng.uniform(6, 15) * style["size_scale"]
     kind = "vesicular" if rng.uniform() < style["p_vesicular"] else "dark"
-    darkness = rng.uniform(0.35, 1.0) if kind == "vesicular" else rng.uniform(0.45, 1.4)
+    darkness = rng.uniform(0.3, 1.0) if kind == "vesicular" else rng.uniform(0.45, 1.4)
     return kind, r * rng.uniform(0.6, 1.0), r, darkness
 
 
@@ -147,10 +165,13 @@ def _sample_style(rng: np.random.Generator) -> dict:
         "p_lymph": rng.choice([0.0, 0.1, 0.3, 0.8]),
         "p_spindle": rng.choice([0.0, 0.1, 0.3, 0.6]),
         "p_vesicular": rng.choice([0.0, 0.2, 0.5, 0.8]),
-        "size_scale": rng.uniform(0.8, 1.5),
+        "size_scale": rng.uniform(0.8, 1.7),
         "layout": rng.choice(["uniform", "clusters", "gland"], p=[0.5, 0.3, 0.2]),
         "min_sep": rng.uniform(0.65, 1.0),  # fraction of r1+r2: < 1 gives touching nuclei
-        "cytoplasm": rng.uniform(0, 1.5),
+        "cytoplasm": rng.uniform(0, 2.5),
+        "ground": rng.choice(["stroma", "neuropil"], p=[0.8, 0.2]),
+        "halo": rng.choice([0.0, 0.0, 0.3, 0.8]),  # share of nuclei in a clear perinuclear halo
+        "nuclear_contrast": rng.uniform(0.55, 1.0) if rng.uniform() < 0.3 else 1.0,  # pale, washed-out nuclei
     }
 
 
@@ -161,7 +182,7 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
     e_vec = _unit(_E_REF + rng.normal(0, 0.06, 3).clip(-0.2, 0.2))
     rbc_vec = _unit(_RBC_REF + rng.normal(0, 0.05, 3))
 
-    e_od, h_od = _stroma(rng, size)
+    e_od, h_od = _stroma(rng, size) if style["ground"] == "stroma" else _neuropil(rng, size)
     rbc_od = np.zeros((size, size), np.float32)
     labels = np.zeros((size, size), np.int32)
 
@@ -170,6 +191,7 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
     centres = _place_centres(rng, size, n, style)
     placed: list[tuple[float, float, float]] = []
     nuc_h = np.zeros((size, size), np.float32)
+    haloed: list[int] = []
     next_id = 1
     for cy, cx in centres:
         kind, a, b, darkness = _sample_nucleus(rng, style)
@@ -179,7 +201,7 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
         # some nuclei are markedly irregular (reactive, tumour, tangentially cut)
         wobble = rng.uniform(0.0, 0.08) if rng.uniform() < 0.7 else rng.uniform(0.06, 0.12)
         mask, rel = _ellipse_mask(rng, a, b, rng.uniform(0, np.pi), wobble)
-        od = _nucleus_od(rng, mask, rel, kind, darkness)
+        od = _nucleus_od(rng, mask, rel, kind, darkness) * style["nuclear_contrast"]
         r = mask.shape[0] // 2
         y0, x0 = int(round(cy)) - r, int(round(cx)) - r
         sy0, sx0 = max(0, y0), max(0, x0)
@@ -194,6 +216,8 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
         region[m] = next_id
         nuc_h[sy0:sy1, sx0:sx1] = np.where(m, np.maximum(nuc_h[sy0:sy1, sx0:sx1], o), nuc_h[sy0:sy1, sx0:sx1])
         placed.append((cy, cx, mean_r))
+        if rng.uniform() < style["halo"]:
+            haloed.append(next_id)
         next_id += 1
 
     # Cytoplasm: Voronoi cells around the nuclei, purple-pink, with faint borders (unlabelled).
@@ -222,6 +246,9 @@ def make_tile(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np
         tmp = np.zeros((size, size), np.float32)
         _paste_max(tmp, mask.astype(np.float32), cy, cx)
         clear |= tmp > 0
+    if haloed:
+        # retraction halos around some nuclei (oligodendroglia, fixation artefact)
+        clear |= ndi.distance_transform_edt(~np.isin(labels, haloed)) < rng.uniform(2, 7)
     clear &= labels == 0  # a hole never erases a labelled nucleus
     keep = np.where(clear, rng.uniform(0.0, 0.15), 1.0).astype(np.float32)
     e_od *= keep

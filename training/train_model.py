@@ -253,7 +253,8 @@ def train(
         "tile": tile,
         "lr": lr,
         "architecture": "InstanSeg_UNet layers [16,32,64,128], BATCH norm, n_sigma 2, MLP width 5",
-        "recipe": "Adam (output BatchNorm affines 10x lr, seed head initialised at the l1_distance scale), OneCycle, clip 20; "
+        "recipe": (f"fine-tuned from {init} (the start competes for the kept checkpoint); " if init else "")
+        + "Adam (output BatchNorm affines 10x lr, seed head initialised at the l1_distance scale), OneCycle, clip 20; "
         f"hot start for the first hot_fraction of steps (Dice masks, {hot_seed_loss} seeds), then Lovasz hinge and "
         "l1_distance seeds; BatchNorm statistics recalibrated before each checkpoint; the checkpoint with the best "
         "validation F1 (synthetic tiles, seed VALIDATION_SEED) is the one exported",
