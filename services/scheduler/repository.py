@@ -314,6 +314,7 @@ class WorkflowRepository:
         finds the heads, one locks their workflows, one re-reads the jobs under lock.
         """
         async with self._transaction() as session:
+            await self._claim_lock(session)
             return await self._claim(session, limit)
 
     async def _claim_lock(self, session: AsyncSession) -> None:
@@ -322,8 +323,8 @@ class WorkflowRepository:
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
 
     async def _claim(self, session: AsyncSession, limit: int) -> list[ClaimedJob]:
+        """The claim itself; the caller's transaction holds the claim lock (_claim_lock)."""
         now = self.clock()
-        await self._claim_lock(session)  # re-entrant: a transaction may already hold it
         heads = (await session.execute(lanes.runnable_heads(limit), {lanes.NOW: now})).tuples().all()
         if not heads:
             return []
