@@ -314,6 +314,16 @@ class ClientStreamTracingInterceptor(_ClientTracing, grpc.aio.UnaryStreamClientI
         return await self._call(continuation, client_call_details, request)
 
 
+# gRPC's default reconnect backoff grows to 120 s: after a peer restarts (kill -9, a
+# rolling update) calls would fail fast for that long although the peer is back.
+# Peers are on the same network and restart in seconds, so retry at most every second.
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+
+
 def internal_channel(address: str) -> grpc.aio.Channel:
     """A channel to a peer service that carries the trace context."""
-    return grpc.aio.insecure_channel(address, interceptors=[ClientTracingInterceptor(), ClientStreamTracingInterceptor()])
+    return grpc.aio.insecure_channel(
+        address,
+        options=RECONNECT_OPTIONS,
+        interceptors=[ClientTracingInterceptor(), ClientStreamTracingInterceptor()],
+    )
