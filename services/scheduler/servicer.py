@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import grpc
+
 from services.common.api.slidelane.internal.v1 import scheduler_pb2, scheduler_pb2_grpc
 from services.common.auth import require_subject_safe
 from services.common.errors import InvalidArgument
@@ -42,7 +44,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         # Stored first (QUEUED), admitted second: a crash in between leaves a QUEUED
         # workflow that the admission reconciler admits, never a ghost in tenancy.
         workflow_id = await self.repository.create_workflow(tenant, request.name, plan)
-        await self.admission.admit_workflow(tenant, workflow_id)
+        try:
+            await self.admission.admit_workflow(tenant, workflow_id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            # Stored already: the admission reconciler admits it once tenancy answers again.
+            # Failing here would invite a retry that submits the workflow twice.
+            log.warning("tenancy unreachable; the workflow waits QUEUED", extra={"tenant": tenant, "workflow_id": workflow_id})
         self.wake_dispatcher()
         workflow, _ = await self.repository.get_workflow(tenant, workflow_id)
         log.info("workflow created", extra={"tenant": tenant, "workflow_id": workflow_id})
