@@ -1,38 +1,76 @@
-"""The Celery side of the scheduler benchmark: the same tiny tissue-mask work per task.
+"""The Celery side of the scheduler benchmark: each task does a tissue_mask job's whole work.
 
-Each task records when it started and ended in Redis, so the dependency-to-start
-latency is measured the same way as Slidelane's job timestamps.
+The same code as Slidelane's job, not a lighter stand-in: the worker's tissue mask
+(open_slide + compute_tissue_mask on the slide, mask PNG and GeoJSON encoded, as the
+planner does) and storage's finalisation (mask PNG, GeoJSON, summary JSON and manifest
+written atomically into a results directory). Each task records when it started and
+ended in Redis, so the dependency-to-start latency is measured the same way as
+Slidelane's job timestamps.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import redis
-import tifffile
-from celery import Celery
-from skimage.color import rgb2hsv
-from skimage.filters import threshold_otsu
+from celery import Celery, signals
+
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common.slides import open_slide
+from services.inference.tissue import compute_tissue_mask, warm_up
+from services.storage.merge import ResultMerger
+from services.storage.store import LocalDirectoryStore
 
 BROKER = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
+RESULTS = Path(os.environ.get("BENCH_CELERY_RESULTS", Path(tempfile.gettempdir()) / "slidelane-bench-celery"))
 app = Celery("slidelane_bench", broker=BROKER, backend=BROKER)
 app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, result_expires=600)
 _store = redis.Redis.from_url(BROKER)
+_merger: ResultMerger | None = None
 
 
-def tissue_fraction(path: str) -> float:
-    """Otsu on saturation, the same computation as a tissue_mask job's core."""
-    image = tifffile.imread(path, level=-1) if path.endswith((".tif", ".tiff")) else np.zeros((8, 8, 3), np.uint8)
-    saturation = rgb2hsv(image[..., :3])[..., 1]
-    threshold = threshold_otsu(saturation) if saturation.max() > saturation.min() else 1.0
-    return float((saturation > threshold).mean())
+def merger() -> ResultMerger:
+    global _merger
+    if _merger is None:
+        _merger = ResultMerger(RESULTS / "spool", LocalDirectoryStore(RESULTS / "results"))
+    return _merger
+
+
+def tissue_mask_job(run: str, job: str, path: str) -> float:
+    """What a tissue_mask job costs Slidelane's planner and storage, in one call."""
+    with open_slide(path) as slide:
+        tissue = compute_tissue_mask(slide)
+        plan = messaging_pb2.JobPlan(
+            tenant_id=run,
+            workflow_id=run,
+            job_id=job,
+            workflow_job_id=job,
+            job_type="tissue_mask",
+            slide_width=slide.width,
+            slide_height=slide.height,
+            mpp=slide.mpp or 0.0,
+            tissue_fraction=tissue.tissue_fraction,
+            image_path=path,
+        )
+        result = messaging_pb2.TissueMaskResult(
+            plan=plan, mask_png=tissue.to_png(), geojson=tissue.geojson_text(), mask_downsample=tissue.downsample
+        )
+    merger().finalise_tissue_mask(result)
+    return tissue.tissue_fraction
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_: object) -> None:
+    """Each pool process warms up as a Slidelane inference replica does before it serves."""
+    warm_up()
 
 
 @app.task(name="bench.tissue_mask")
 def tissue_mask(_previous: object, run: str, job: str, slide: str) -> float:
     started = time.time()
-    fraction = tissue_fraction(slide)
+    fraction = tissue_mask_job(run, job, slide)
     _store.hset(f"bench:{run}:{job}", mapping={"started": started, "finished": time.time()})
     return fraction

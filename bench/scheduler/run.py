@@ -5,7 +5,8 @@
 Shape: every (tenant, branch) lane gets one workflow that is a chain of `--chain`
 tissue_mask jobs on a tiny slide, so scheduling overhead dominates; every lane submits
 at once, as its own client. Celery runs the same shape (a chain per lane, the lanes as
-a group) doing the same Otsu work, with the Redis broker at 127.0.0.1:6379. Reported
+a group) doing the same work through the same code (the worker's tissue mask and
+storage's result files, see celery_app.py), with the Redis broker at 127.0.0.1:6379. Reported
 for each: throughput (jobs/s, first submit to the last job's recorded end), dispatch
 latency (a dependency's end to its dependent's start, p50/p99) and the CPU each part
 spent per job, for Slidelane on SQLite and on PostgreSQL. With --rounds N the systems
@@ -98,11 +99,13 @@ def lanes(tenants: int, branches: int) -> list[tuple[str, str]]:
     return [(f"bench{t}", f"b{b}") for t in range(tenants) for b in range(branches)]
 
 
-async def _slidelane(cluster: Cluster, slide: Path, tenants: int, branches: int, chain: int, name: str) -> Result:
+async def _slidelane(
+    cluster: Cluster, slide: Path, tenants: int, branches: int, chain: int, name: str, meter: CpuMeter
+) -> Result:
     async with grpc.aio.insecure_channel(cluster.grpc_target) as channel:
         stub = workflow_service_pb2_grpc.WorkflowServiceStub(channel)
 
-        async def submit(tenant: str, branch: str) -> tuple[str, str]:
+        async def submit(tenant: str, branch: str, chain: int = chain) -> tuple[str, str]:
             jobs = [
                 types_pb2.JobSpec(
                     job_id=f"j{i}",
@@ -119,22 +122,26 @@ async def _slidelane(cluster: Cluster, slide: Path, tenants: int, branches: int,
             )
             return tenant, reply.workflow.workflow_id
 
-        # Every lane is its own client submitting at once, as Celery's group publishes
-        # every chain in one call.
-        started = time.time()
-        submitted = await asyncio.gather(*(submit(tenant, branch) for tenant, branch in lanes(tenants, branches)))
-        workflows = []
-        for tenant, workflow_id in submitted:
+        async def wait(tenant: str, workflow_id: str) -> types_pb2.Workflow:
             while True:
                 reply = await stub.GetWorkflow(
                     workflow_service_pb2.GetWorkflowRequest(workflow_id=workflow_id), metadata=(("x-user-id", tenant),)
                 )
                 if reply.workflow.state in FINAL:
-                    workflows.append(reply.workflow)
-                    break
+                    return reply.workflow
                 # Polled gently: the end time comes from the jobs' own timestamps, and a
                 # busy poll would take CPU from the system being measured.
                 await asyncio.sleep(0.25)
+
+        # Warm-up, not measured: one short chain through every service (first statements
+        # compiled, channels open), as Celery's warm-up chain in run_celery.
+        await wait(*(await submit("warmup", "b0", chain=2)))
+        meter.start()
+        # Every lane is its own client submitting at once, as Celery's group publishes
+        # every chain in one call.
+        started = time.time()
+        submitted = await asyncio.gather(*(submit(tenant, branch) for tenant, branch in lanes(tenants, branches)))
+        workflows = [await wait(tenant, workflow_id) for tenant, workflow_id in submitted]
     latencies, failed, finish_times = [], 0, []
     for workflow in workflows:
         jobs = {j.job_id: j for j in workflow.jobs}
@@ -166,8 +173,7 @@ def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Re
                 slide = cluster.slide_root / "tiny.tif"
                 write_test_slide(slide, width=256, height=256, seed=1)
                 meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
-                meter.start()
-                result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name))
+                result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name, meter))
                 result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
                 return result
         finally:
@@ -188,6 +194,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
 
     from bench.scheduler.celery_app import _store, app, tissue_mask
 
+    results = tempfile.TemporaryDirectory()  # the tasks' result files, as storage's for Slidelane
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -205,6 +212,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
             "--without-gossip",
         ],
         cwd=ROOT,
+        env={**os.environ, "BENCH_CELERY_RESULTS": results.name},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -212,6 +220,10 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
         app.control.purge()
         time.sleep(3)  # let the worker connect
         run = uuid.uuid4().hex
+        # Warm-up, not measured, as Slidelane's: one short chain.
+        chain(tissue_mask.s(None, run, "warmup-0", str(slide)), tissue_mask.s(run, "warmup-1", str(slide))).apply_async().get(
+            timeout=60, disable_sync_subtasks=False
+        )
         meter = CpuMeter({"celery workers": worker.pid, **redis_pids()})
         meter.start()
         started = time.time()
@@ -246,6 +258,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
     finally:
         worker.terminate()
         worker.wait(30)
+        results.cleanup()
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from services.inference.models import choose_model
 from services.inference.planner import Planner
 from services.inference.segmentation import Segmenter
 from services.inference.servicer import InferenceServicer
+from services.inference.tissue import warm_up
 from services.inference.worker import TileWorker
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ async def build(app: ServiceApp) -> None:
         torch.get_num_threads(),
         extra={"model": model.label, "worker_id": worker_id},
     )
+    await asyncio.to_thread(warm_up)  # before SERVING: the first tissue mask job is not slower than the rest
     js = await app.connect_nats()
     assert app.nats is not None
     worker = TileWorker(js, app.nats, segmenter, worker_id, batch_size=segmenter.batch_size)

@@ -124,6 +124,11 @@ def saturation(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def compute_tissue_mask(slide: SlideReader) -> TissueMask:
     rgb, downsample = read_low_resolution(slide)
+    return mask_from_rgb(rgb, downsample, slide.mpp)
+
+
+def mask_from_rgb(rgb: np.ndarray, downsample: float, mpp: float | None) -> TissueMask:
+    """The tissue mask of a low-resolution RGB view taken at `downsample` from level 0."""
     sat, value = saturation(rgb)
     smooth = ndi.gaussian_filter(sat, sigma=1.0, mode="nearest", truncate=4.0)  # as skimage's gaussian, in float32
     mask = np.zeros(sat.shape, bool)
@@ -135,8 +140,19 @@ def compute_tissue_mask(slide: SlideReader) -> TissueMask:
             threshold = MIN_SATURATION
         mask = smooth > threshold
         mask &= value > 25  # pure black (scanner borders, ink) is not tissue
-        um2_per_px = ((slide.mpp or DEFAULT_MPP) * downsample) ** 2
+        um2_per_px = ((mpp or DEFAULT_MPP) * downsample) ** 2
         mask = ndi.binary_closing(mask, structure=morphology.disk(1), border_value=0) | mask
         mask = morphology.remove_small_objects(mask, max_size=max(1, int(MIN_TISSUE_UM2 / um2_per_px)))
         mask = morphology.remove_small_holes(mask, max_size=max(1, int(MIN_HOLE_UM2 / um2_per_px)))
     return TissueMask(mask=mask, downsample=float(downsample), rgb=rgb)
+
+
+def warm_up() -> None:
+    """Run the whole mask path once on a made-up image: scikit-image loads its
+    submodules on first use (about a second of CPU), which would otherwise land on
+    the first job a process gets."""
+    rgb = np.full((64, 64, 3), 240, np.uint8)
+    rgb[16:48, 16:48] = (180, 90, 160)
+    tissue = mask_from_rgb(rgb, downsample=16.0, mpp=0.5)
+    tissue.to_png()
+    tissue.geojson_text()
