@@ -1,7 +1,7 @@
 """Inference benchmark: Slidelane end to end, 1 and 2 replicas, against InstanSeg's own run.
 
     python -m bench.inference.run [--model PATH] [--threads 1] [--baseline auto|wsi|medium]
-                                  [--size 2688] [--out bench-inference.json]
+                                  [--size 2688] [--rounds 3] [--out bench-inference.json]
 
 Same TorchScript model file and the same generated slides (tests/slides.py, at the
 model's pixel size) for every configuration:
@@ -23,7 +23,12 @@ subprocess for InstanSeg; VmHWM reset just before the job, so it is the peak dur
 the job with the model already loaded), cells, and agreement: F1 of a one-to-one
 centroid matching (training/evaluate.py's match/prf) between Slidelane's cells and
 InstanSeg's own within --match-um, and of each against the nuclei the generator drew.
+Also the CPU seconds every process of the cluster spent during the job (psutil), so
+what the replicas and the rest of the system cost is visible.
 No warm-up run in either: the first forward of this model costs no more than later ones.
+With --rounds N, the Slidelane configurations run N times, interleaved (1 worker, 2
+workers, 1 worker, ...), and the targets are judged on each configuration's median
+time; InstanSeg's own runs once (its time varies by a few per cent between runs).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import numpy as np
 import psutil
 import torch
 
+from bench.measure import CpuMeter
 from services.common.api.slidelane.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -120,6 +126,8 @@ def run_slidelane(cluster: Cluster, slide: SyntheticSlide, user: str) -> dict:
     jobs = job_service_pb2_grpc.JobServiceStub(cluster.channel())
     workers = [pid for name, pid in cluster.pids().items() if name.startswith("inference-")]
     peak = PeakRss(workers)
+    cpu = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
+    cpu.start()
     started = time.time()
     workflow = workflows.CreateWorkflow(
         workflow_service_pb2.CreateWorkflowRequest(
@@ -135,6 +143,7 @@ def run_slidelane(cluster: Cluster, slide: SyntheticSlide, user: str) -> dict:
         request = workflow_service_pb2.GetWorkflowRequest(workflow_id=workflow.workflow_id)
         workflow = workflows.GetWorkflow(request, metadata=metadata).workflow
     peaks = peak.stop()
+    cpu_seconds = {name: round(seconds, 2) for name, seconds in cpu.seconds().items()}
     job = workflow.jobs[0]
     seconds = _seconds(job.finished_at) - started  # submit to the job's end (results stored)
     if workflow.state != types_pb2.WORKFLOW_STATE_SUCCEEDED:
@@ -151,6 +160,7 @@ def run_slidelane(cluster: Cluster, slide: SyntheticSlide, user: str) -> dict:
         "peak_rss_bytes": sum(peaks),
         "peak_rss_per_worker": peaks,
         "peak_rss_exact": peak.exact,
+        "cpu_seconds": cpu_seconds,
     }
 
 
@@ -182,6 +192,7 @@ def main() -> None:
     parser.add_argument("--no-otsu", action="store_true", help="wsi baseline: segment glass too (no thumbnail threshold)")
     parser.add_argument("--size", type=int, default=2688, help="slide side in px (2688 = 7 x 7 Slidelane tiles)")
     parser.add_argument("--match-um", type=float, default=2.0, help="centroid distance for Slidelane vs InstanSeg")
+    parser.add_argument("--rounds", type=int, default=1, help="run the Slidelane configurations this many times, interleaved")
     parser.add_argument("--out", type=Path, help="write every number here as JSON")
     parser.add_argument("--workdir", type=Path, help="keep slides, logs and cluster data here (default: a temp dir)")
     args = parser.parse_args()
@@ -201,7 +212,7 @@ def main() -> None:
             own[name] = run_instanseg(model, slide, args.threads, method, otsu, work)
             rows.append(_row(name, f"InstanSeg {method}", own[name], own[name], slide, args, own[name]["windows"]))
             print(_line(rows[-1]), flush=True)
-        for workers in (int(n) for n in args.workers.split(",")):
+        for round_index, workers in [(r, int(n)) for r in range(args.rounds) for n in args.workers.split(",")]:
             env = {
                 "SLIDELANE_INFERENCE_WORKERS": str(workers),
                 "SLIDELANE_TORCH_THREADS": str(args.threads),
@@ -209,10 +220,11 @@ def main() -> None:
                 "SLIDELANE_DEVICE": "cpu",
                 "SLIDELANE_SLIDE_ROOTS": str(slides_dir),
             }
-            with start_cluster(work / f"cluster-{workers}", env=env) as cluster:
+            with start_cluster(work / f"cluster-{workers}-{round_index}", env=env) as cluster:
                 for name, slide in slides.items():
                     result = run_slidelane(cluster, slide, f"bench-{workers}w-{name}")
                     rows.append(_row(name, f"Slidelane {workers} worker(s)", result, own[name], slide, args, result["tiles"]))
+                    rows[-1]["round"] = round_index + 1
                     print(_line(rows[-1]), flush=True)
     _report(rows, method, why, args)
 
@@ -235,29 +247,44 @@ def _row(slide_name: str, system: str, result: dict, own: dict, slide: Synthetic
         "cells": len(result["centroids"]),
         "agreement_with_instanseg": f1(result["centroids"], own["centroids"], radius),
         "vs_drawn_nuclei": f1(result["centroids"], truth, MATCH_UM / slide.mpp),
+        "cpu_seconds": result.get("cpu_seconds", {}),
     }
 
 
 def _line(row: dict) -> str:
-    return (
+    line = (
         f"{row['slide']:5} {row['system']:24} {row['seconds']:7.1f} s  x{row['vs_instanseg']:.2f}  "
         f"{row['tiles']:3} tiles {row['tiles_per_second']:.2f}/s  RSS {row['peak_rss_mib']} MiB  {row['cells']} cells  "
         f"F1 vs InstanSeg {row['agreement_with_instanseg']['f1']:.3f}  vs drawn {row['vs_drawn_nuclei']['f1']:.3f}"
     )
+    if row["cpu_seconds"]:
+        line += "\n      CPU s: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in row["cpu_seconds"].items())
+    return line
+
+
+def _medians(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Per (slide, system), the row with the median wall time."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["slide"], r["system"]), []).append(r)
+    return {key: sorted(group, key=lambda r: r["seconds"])[len(group) // 2] for key, group in groups.items()}
 
 
 def _report(rows: list[dict], method: str, why: str, args) -> None:  # type: ignore[no-untyped-def]
     print(
-        "\n| slide | system | wall s | vs InstanSeg | tiles | tiles/s | peak RSS MiB | cells "
-        f"| F1 vs InstanSeg ({args.match_um:g} um) | F1 vs drawn ({MATCH_UM:g} um) |"
+        "\n| slide | system | round | wall s | vs InstanSeg | tiles | tiles/s | peak RSS MiB | cells "
+        f"| F1 vs InstanSeg ({args.match_um:g} um) | F1 vs drawn ({MATCH_UM:g} um) | CPU s: replicas / rest |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         per = r["peak_rss_per_process_mib"]
         rss = f"{r['peak_rss_mib']}" + (f" ({' + '.join(map(str, per))})" if len(per) > 1 else "")
+        replicas = sum(v for k, v in r["cpu_seconds"].items() if k.startswith("inference-"))
+        rest = sum(v for k, v in r["cpu_seconds"].items() if not k.startswith("inference-"))
         cells = [
             r["slide"],
             r["system"],
+            r.get("round", ""),
             r["seconds"],
             f"{r['vs_instanseg']:.2f}x",
             r["tiles"],
@@ -266,13 +293,14 @@ def _report(rows: list[dict], method: str, why: str, args) -> None:  # type: ign
             r["cells"],
             f"{r['agreement_with_instanseg']['f1']:.3f}",
             f"{r['vs_drawn_nuclei']['f1']:.3f}",
+            f"{replicas:.1f} / {rest:.1f}" if r["cpu_seconds"] else "",
         ]
         print("| " + " | ".join(map(str, cells)) + " |")
     empty = [f"{r['slide']}/{r['system']}" for r in rows if not r["tiles"] or not r["cells"]]
     if empty:
         print(f"\nWARNING: no tiles or no cells in {', '.join(empty)}: the numbers below mean nothing (model or tissue?)")
-    by = {(r["slide"], r["system"]): r for r in rows}
-    print("\nTargets (issue 4):")
+    by = _medians(rows)
+    print(f"\nTargets (issue 4){f', on the median of {args.rounds} rounds' if args.rounds > 1 else ''}:")
     for slide, target in (("full", 1.10), ("half", 1.0)):
         one = by.get((slide, "Slidelane 1 worker(s)"))
         if one:

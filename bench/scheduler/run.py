@@ -31,6 +31,7 @@ import asyncpg
 import grpc
 import psutil
 
+from bench.measure import CpuMeter
 from services.common.api.slidelane.v1 import types_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 from tests.cluster import Cluster, start_cluster
 from tests.databases import POSTGRES
@@ -58,33 +59,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-class CpuMeter:
-    """CPU seconds of named process trees between start() and stop() (processes that exit
-    meanwhile are not counted: the benchmark's processes live through the run)."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.trees = {name: psutil.Process(pid) for name, pid in pids.items()}
-
-    def _read(self) -> dict[str, float]:
-        seconds: dict[str, float] = {}
-        for name, root in self.trees.items():
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    times = process.cpu_times()
-                except psutil.Error:
-                    continue
-                seconds[name] = seconds.get(name, 0.0) + times.user + times.system
-        return seconds
-
-    def start(self) -> None:
-        self.before = self._read()
-
-    def per_job_ms(self, jobs: int) -> dict[str, float]:
-        after = self._read()
-        spent = {name: after[name] - self.before.get(name, 0.0) for name in after}
-        return {name: round(seconds * 1000 / max(jobs, 1), 1) for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
 def redis_pids() -> dict[str, int]:
