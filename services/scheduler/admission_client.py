@@ -15,8 +15,9 @@ class AdmissionClient:
         self.tenancy = tenancy
         self.repository = repository
 
-    async def admit_workflow(self, tenant: str, workflow_id: str) -> None:
-        reply = await self.tenancy.Admit(tenancy_pb2.AdmitRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)
+    async def admit_workflow(self, tenant: str, workflow_id: str, rpc_seconds: float = 10.0) -> None:
+        request = tenancy_pb2.AdmitRequest(tenant_id=tenant, workflow_id=workflow_id)
+        reply = await self.tenancy.Admit(request, timeout=rpc_seconds)
         if reply.admitted:
             await self.repository.set_tenant_admitted(tenant)
         else:

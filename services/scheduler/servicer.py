@@ -18,6 +18,9 @@ from services.scheduler.validation import validate_workflow
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
+# A user waits on CreateWorkflow's admission call; when tenancy is slower than this the
+# workflow is returned QUEUED and the admission reconciler admits it moments later.
+ADMIT_ON_CREATE_SECONDS = 3.0
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -45,7 +48,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         # workflow that the admission reconciler admits, never a ghost in tenancy.
         workflow_id = await self.repository.create_workflow(tenant, request.name, plan)
         try:
-            await self.admission.admit_workflow(tenant, workflow_id)
+            await self.admission.admit_workflow(tenant, workflow_id, rpc_seconds=ADMIT_ON_CREATE_SECONDS)
         except grpc.aio.AioRpcError as error:
             if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise

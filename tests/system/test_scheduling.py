@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import grpc
 import httpx
@@ -174,3 +177,27 @@ def test_kill_9_mid_workflow_loses_nothing(cluster, service):
             jobs.GetJob(job_service_pb2.GetJobRequest(job_id=j.id), metadata=as_user(user)).job.state
             == types_pb2.JOB_STATE_SUCCEEDED
         )
+
+
+def test_a_workflow_created_while_tenancy_hangs_is_stored_queued_and_runs_once_it_answers(cluster):
+    """Tenancy frozen (SIGSTOP): CreateWorkflow still answers within seconds, with the stored
+    workflow QUEUED rather than an error that would invite a duplicate resubmission, and
+    the workflow runs to the end once tenancy answers again."""
+    image = slide(cluster.slide_root, "frozen.tif", width=512, height=512)
+    stub = workflows_stub(cluster.channel())
+    tenancy = cluster.pids()["tenancy"]
+    os.kill(tenancy, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        workflow = create(stub, "frozen", job("a", image), job("b", image, deps=["a"]), name="while frozen")
+        waited = time.monotonic() - started
+        listed = stub.ListWorkflows(workflow_service_pb2.ListWorkflowsRequest(), metadata=as_user("frozen")).workflows
+    finally:
+        os.kill(tenancy, signal.SIGCONT)
+    assert workflow.state == types_pb2.WORKFLOW_STATE_QUEUED
+    assert waited < 10, f"CreateWorkflow took {waited:.1f}s while tenancy was frozen"
+    assert [w.workflow_id for w in listed] == [workflow.workflow_id]  # stored once, with its jobs
+    assert [j.job_id for j in listed[0].jobs] == ["a", "b"]
+    final = wait_final(stub, "frozen", workflow.workflow_id)
+    assert final.state == types_pb2.WORKFLOW_STATE_SUCCEEDED
+    assert all(j.state == types_pb2.JOB_STATE_SUCCEEDED and j.attempts == 1 for j in final.jobs)
