@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nats.aio.client import Client as Nats
@@ -153,4 +154,6 @@ def main(name: str, build: Callable[[ServiceApp], Awaitable[None]]) -> None:
         await build(app)
         await app.run()
 
-    asyncio.run(start())
+    # uvloop: the services are many small awaits (gRPC, NATS, DB round trips); its loop
+    # costs less CPU per wakeup than asyncio's (scheduler CPU per job -15-20 % in bench/scheduler).
+    uvloop.run(start())
