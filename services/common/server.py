@@ -154,6 +154,6 @@ def main(name: str, build: Callable[[ServiceApp], Awaitable[None]]) -> None:
         await build(app)
         await app.run()
 
-    # uvloop: the services are many small awaits (gRPC, NATS, DB round trips); its loop
-    # costs less CPU per wakeup than asyncio's (scheduler CPU per job -15-20 % in bench/scheduler).
+    # uvloop: the services are many small awaits (gRPC, NATS, DB round trips) and its
+    # loop costs less CPU per wakeup (bench/scheduler: scheduler 10.2 -> 8.8 ms per job).
     uvloop.run(start())
