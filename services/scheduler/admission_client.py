@@ -27,7 +27,6 @@ class AdmissionClient:
         reply = await self.tenancy.Release(tenancy_pb2.ReleaseRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)
         for admitted in reply.admitted_tenant_ids:
             await self.repository.set_tenant_admitted(admitted)
-        await self.refresh_positions()
 
     async def refresh_positions(self) -> None:
         summary = await self.tenancy.GetAdmissionSummary(tenancy_pb2.GetAdmissionSummaryRequest(), timeout=10)
@@ -44,6 +43,11 @@ class AdmissionClient:
         """
         for tenant, workflow_id in await self.repository.queued_workflows():
             await self.admit_workflow(tenant, workflow_id)
-        for tenant, workflow_id in await self.repository.finished_unreleased_workflows():
+        released = await self.repository.finished_unreleased_workflows()
+        for tenant, workflow_id in released:
             await self.release_workflow(tenant, workflow_id)
             await self.repository.mark_released(tenant, workflow_id)
+        # Queue positions move only when a slot freed while someone waits, and a waiting
+        # tenant has QUEUED workflows: one summary per round, not one per release.
+        if released and await self.repository.queued_workflows():
+            await self.refresh_positions()

@@ -201,3 +201,29 @@ def test_a_workflow_created_while_tenancy_hangs_is_stored_queued_and_runs_once_i
     final = wait_final(stub, "frozen", workflow.workflow_id)
     assert final.state == types_pb2.WORKFLOW_STATE_SUCCEEDED
     assert all(j.state == types_pb2.JOB_STATE_SUCCEEDED and j.attempts == 1 for j in final.jobs)
+
+
+def test_a_waiting_tenants_queue_position_moves_up_as_slots_free(cluster_factory):
+    """Limit 1: the third tenant is 2nd in the queue, then 1st when the first tenant's
+    workflow ends, then runs; positions are visible in GetWorkflow while it waits."""
+    cluster = cluster_factory(env={"SLIDELANE_MAX_ACTIVE_USERS": "1", "SLIDELANE_INFERENCE_WORKERS": "1"})
+    image = slide(cluster.slide_root, "queue.tif", width=1536, height=1024)
+    stub = workflows_stub(cluster.channel())
+    first = create(stub, "first", job("seg", image, job_type="cell_segmentation"))
+    second = create(stub, "second", job("seg", image, job_type="cell_segmentation"))
+    third = create(stub, "third", job("mask", image))
+    assert (second.queue_position, third.queue_position) == (1, 2)
+    seen: list[int] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        current = stub.GetWorkflow(
+            workflow_service_pb2.GetWorkflowRequest(workflow_id=third.workflow_id), metadata=as_user("third")
+        ).workflow
+        if current.state != types_pb2.WORKFLOW_STATE_QUEUED:
+            break
+        if not seen or seen[-1] != current.queue_position:
+            seen.append(current.queue_position)
+        time.sleep(0.1)
+    assert seen == [2, 1], f"third tenant's positions while it waited: {seen}"
+    for user, workflow in (("first", first), ("second", second), ("third", third)):
+        assert wait_final(stub, user, workflow.workflow_id).state == types_pb2.WORKFLOW_STATE_SUCCEEDED
