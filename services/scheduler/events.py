@@ -16,7 +16,7 @@ from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import events_pb2, types_pb2
 from services.scheduler import convert
-from services.scheduler.models import JobRow, OutboxRow
+from services.scheduler.models import OutboxRow
 
 
 class JobLike(Protocol):
@@ -107,7 +107,21 @@ def outbox_events(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent]
     return [OutboxRow(**values) for values in outbox_event_values(workflow, events, now)]
 
 
-def outbox_dispatch_values(job: JobRow, now: datetime, headers: dict[str, str]) -> dict[str, Any]:
+class DispatchedJob(Protocol):
+    """What a JobDispatch reads of a job: a JobRow or an in-memory copy of one."""
+
+    id: str
+    tenant_id: str
+    workflow_id: str
+    job_id: str
+    job_type: str
+    image_path: str
+    branch: str
+    params: dict[str, Any] | None
+    attempts: int
+
+
+def outbox_dispatch_values(job: DispatchedJob, now: datetime, headers: dict[str, str]) -> dict[str, Any]:
     """Outbox row values of the JobDispatch that tells planners to start this attempt of
     the job; `headers` carry the trace context of the dispatch (published with it)."""
     params = struct_pb2.Struct()

@@ -163,13 +163,19 @@ _WORKFLOW_COLUMNS = [getattr(WorkflowRow, f.name) for f in fields(_Workflow) if 
 
 
 async def apply_reports(
-    session: AsyncSession, reports: Sequence[JobReport], policy: RetryPolicy, now: datetime
+    session: AsyncSession,
+    reports: Sequence[JobReport],
+    policy: RetryPolicy,
+    now: datetime,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> list[JobOutcome]:
     """Apply the reports in order; one outcome per report.
 
     Set-based: a fixed number of statements per batch, whatever its size. The
     workflow progress carried by a batch's JobProgressed events is the one at the
-    end of the batch.
+    end of the batch. With `outbox`, the event rows are appended to it for the caller
+    to insert later in the same transaction (their numbers are taken here) instead
+    of being inserted now.
     """
     job_ids = {r.job_id for r in reports}
     touched = select(JobRow.workflow_id).where(JobRow.id.in_(job_ids))
@@ -201,7 +207,10 @@ async def apply_reports(
         outcomes[index] = replace(outcomes[index], workflow_ended=workflow_ended)
     values = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
     if values:
-        await session.execute(insert(OutboxRow), values)
+        if outbox is None:
+            await session.execute(insert(OutboxRow), values)
+        else:
+            outbox += values
         await session.execute(update(WorkflowRow), [_workflow_values(w) for w in workflows.values() if w.events])
     for job in [*failed, *(jobs[i] for i in succeeded)]:
         _observe_final(job)
