@@ -1,8 +1,8 @@
 """The Celery side of the scheduler benchmark: each task does a tissue_mask job's whole work.
 
-The same code as Slidelane's job, not a lighter stand-in: the worker's tissue mask
-(open_slide + compute_tissue_mask on the slide, mask PNG and GeoJSON encoded, as the
-planner does) and storage's finalisation (mask PNG, GeoJSON, summary JSON and manifest
+The same code as Slidelane's job, not a lighter stand-in: the planner's
+tissue_mask_result (open the slide, compute the mask, encode its PNG and GeoJSON) and
+storage's finalisation (mask PNG, GeoJSON, summary JSON and manifest
 written atomically into a results directory). Each task records when it started and
 ended in Redis, so the dependency-to-start latency is measured the same way as
 Slidelane's job timestamps.
@@ -19,8 +19,8 @@ import redis
 from celery import Celery, signals
 
 from services.common.api.slidelane.internal.v1 import messaging_pb2
-from services.common.slides import open_slide
-from services.inference.tissue import compute_tissue_mask, warm_up
+from services.inference.planner import tissue_mask_result
+from services.inference.tissue import warm_up
 from services.storage.merge import ResultMerger
 from services.storage.store import LocalDirectoryStore
 
@@ -41,25 +41,12 @@ def merger() -> ResultMerger:
 
 def tissue_mask_job(run: str, job: str, path: str) -> float:
     """What a tissue_mask job costs Slidelane's planner and storage, in one call."""
-    with open_slide(path) as slide:
-        tissue = compute_tissue_mask(slide)
-        plan = messaging_pb2.JobPlan(
-            tenant_id=run,
-            workflow_id=run,
-            job_id=job,
-            workflow_job_id=job,
-            job_type="tissue_mask",
-            slide_width=slide.width,
-            slide_height=slide.height,
-            mpp=slide.mpp or 0.0,
-            tissue_fraction=tissue.tissue_fraction,
-            image_path=path,
-        )
-        result = messaging_pb2.TissueMaskResult(
-            plan=plan, mask_png=tissue.to_png(), geojson=tissue.geojson_text(), mask_downsample=tissue.downsample
-        )
+    dispatch = messaging_pb2.JobDispatch(
+        tenant_id=run, workflow_id=run, id=job, job_id=job, job_type="tissue_mask", image_path=path
+    )
+    result = tissue_mask_result(dispatch)
     merger().finalise_tissue_mask(result)
-    return tissue.tissue_fraction
+    return result.plan.tissue_fraction
 
 
 @signals.worker_process_init.connect

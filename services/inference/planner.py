@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 
 from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
-from services.common.slides import SlideError, open_slide
+from services.common.slides import SlideError, SlideReader, open_slide
 from services.inference.tiling import plan_tiles, slide_normalisation
 from services.inference.tissue import compute_tissue_mask
 
@@ -99,7 +99,7 @@ class Planner:
         spans = tracing.tracer(__name__)
         if dispatch.job_type == "tissue_mask":
             with spans.start_as_current_span("tissue mask"):
-                result = await asyncio.to_thread(self._tissue_mask, dispatch)
+                result = await asyncio.to_thread(tissue_mask_result, dispatch)
             envelope = messaging_pb2.ResultEnvelope(tissue_mask=result)
             await jetstream.publish(
                 self.js, jetstream.results_subject(dispatch.tenant_id, dispatch.id), envelope.SerializeToString()
@@ -121,31 +121,6 @@ class Planner:
         )
         await self._publish_paced(dispatch, job.tasks)
 
-    def _base_plan(self, dispatch: messaging_pb2.JobDispatch, slide, tissue_fraction: float) -> messaging_pb2.JobPlan:  # type: ignore[no-untyped-def]
-        return messaging_pb2.JobPlan(
-            tenant_id=dispatch.tenant_id,
-            workflow_id=dispatch.workflow_id,
-            job_id=dispatch.id,
-            attempt=dispatch.attempt,
-            workflow_job_id=dispatch.job_id,
-            job_type=dispatch.job_type,
-            slide_width=slide.width,
-            slide_height=slide.height,
-            mpp=slide.mpp or 0.0,
-            tissue_fraction=tissue_fraction,
-            image_path=dispatch.image_path,
-        )
-
-    def _tissue_mask(self, dispatch: messaging_pb2.JobDispatch) -> messaging_pb2.TissueMaskResult:
-        with open_slide(dispatch.image_path) as slide:
-            tissue = compute_tissue_mask(slide)
-            return messaging_pb2.TissueMaskResult(
-                plan=self._base_plan(dispatch, slide, tissue.tissue_fraction),
-                mask_png=tissue.to_png(),
-                geojson=tissue.geojson_text(),
-                mask_downsample=tissue.downsample,
-            )
-
     def _plan_segmentation(self, dispatch: messaging_pb2.JobDispatch, params: dict) -> PlannedJob:
         with open_slide(dispatch.image_path) as slide:
             mpp = float(params.get("mpp") or slide.mpp or 0)
@@ -158,7 +133,7 @@ class Planner:
             tissue = compute_tissue_mask(slide)
             tiles = plan_tiles(slide, tissue, slide_mpp=mpp, model_mpp=self.model_pixel_size)
             low, high = slide_normalisation(slide, tissue)
-            plan = self._base_plan(dispatch, slide, tissue.tissue_fraction)
+            plan = job_plan(dispatch, slide, tissue.tissue_fraction)
         plan.mpp = mpp
         plan.model = self.model_label
         plan.tiles_total = len(tiles)
@@ -217,6 +192,34 @@ class Planner:
             tenant_id=dispatch.tenant_id, workflow_id=dispatch.workflow_id, job_id=dispatch.id, attempt=dispatch.attempt, **kind
         )
         await jetstream.publish(self.js, jetstream.status_subject(dispatch.tenant_id, dispatch.id), status.SerializeToString())
+
+
+def job_plan(dispatch: messaging_pb2.JobDispatch, slide: SlideReader, tissue_fraction: float) -> messaging_pb2.JobPlan:
+    return messaging_pb2.JobPlan(
+        tenant_id=dispatch.tenant_id,
+        workflow_id=dispatch.workflow_id,
+        job_id=dispatch.id,
+        attempt=dispatch.attempt,
+        workflow_job_id=dispatch.job_id,
+        job_type=dispatch.job_type,
+        slide_width=slide.width,
+        slide_height=slide.height,
+        mpp=slide.mpp or 0.0,
+        tissue_fraction=tissue_fraction,
+        image_path=dispatch.image_path,
+    )
+
+
+def tissue_mask_result(dispatch: messaging_pb2.JobDispatch) -> messaging_pb2.TissueMaskResult:
+    """A tissue_mask job's whole work on the worker's side: mask, PNG, GeoJSON, plan."""
+    with open_slide(dispatch.image_path) as slide:
+        tissue = compute_tissue_mask(slide)
+        return messaging_pb2.TissueMaskResult(
+            plan=job_plan(dispatch, slide, tissue.tissue_fraction),
+            mask_png=tissue.to_png(),
+            geojson=tissue.geojson_text(),
+            mask_downsample=tissue.downsample,
+        )
 
 
 async def _keep_in_progress(message: Msg) -> None:
