@@ -48,11 +48,16 @@ def _tiles(count: int) -> tuple[list[np.ndarray], list[messaging_pb2.TileTask]]:
     return pixels, tasks
 
 
-def test_out_of_memory_halves_the_batch_for_good_and_every_tile_is_segmented(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def stub_model(tmp_path: Path) -> Path:
     path = tmp_path / "instanseg.pt"
     torch.jit.save(torch.jit.script(DarkBlobLabeller()), str(path))
-    cpu = Segmenter(path, "cpu", "stub")
-    gpu = Segmenter(path, "cpu", "stub")
+    return path
+
+
+def test_out_of_memory_halves_the_batch_for_good_and_every_tile_is_segmented(stub_model: Path, monkeypatch) -> None:
+    cpu = Segmenter(stub_model, "cpu", "stub")
+    gpu = Segmenter(stub_model, "cpu", "stub")
     gpu.device, gpu.forward_batch = "cuda", segmentation.CUDA_BATCH  # as a CUDA worker starts
     fake = FakeGpu(cpu, limit=4)
     monkeypatch.setattr(gpu, "_forward", fake.forward)
@@ -73,10 +78,8 @@ def test_out_of_memory_halves_the_batch_for_good_and_every_tile_is_segmented(tmp
     assert fake.asked == [4, 4, 2]
 
 
-def test_a_cpu_worker_does_not_hide_out_of_memory(tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / "instanseg.pt"
-    torch.jit.save(torch.jit.script(DarkBlobLabeller()), str(path))
-    cpu = Segmenter(path, "cpu", "stub")
+def test_a_cpu_worker_does_not_hide_out_of_memory(stub_model: Path, monkeypatch) -> None:
+    cpu = Segmenter(stub_model, "cpu", "stub")
     monkeypatch.setattr(cpu, "_forward", FakeGpu(cpu, limit=0).forward)
     pixels, tasks = _tiles(1)
     # The batch fails (and is redelivered) rather than shrinking below one tile forever.
