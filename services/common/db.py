@@ -11,10 +11,11 @@ import asyncio
 from pathlib import Path
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.schema import MetaData
 
+from services.common import sqlite_connection
 from services.common.tracing import trace_queries
 
 # Execution option of the read-only sessions (session_factory(read_only=True)).
@@ -33,10 +34,11 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = make_url(url).database or ":memory:"
+        if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Still aiosqlite under SQLAlchemy's aiosqlite dialect; only its cursors differ.
+        engine = create_async_engine(url, async_creator=sqlite_connection.creator(path, busy_timeout=30))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
