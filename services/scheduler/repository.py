@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import metrics, tracing
@@ -102,7 +102,20 @@ class _Started:
     tiles_done: int = 0
 
 
-_STARTED_COLUMNS = [getattr(JobRow, f.name) for f in fields(_Started) if f.name not in ("state", "tiles_done")]
+_STARTED_COLUMNS = [outcomes.JOBS.c[f.name] for f in fields(_Started) if f.name not in ("state", "tiles_done")]
+# The claim's statements, built once (see services.scheduler.lanes).
+_REREAD_QUEUED = (
+    select(*_STARTED_COLUMNS)
+    .where(outcomes.JOBS.c.id.in_(bindparam(outcomes.JOB_IDS, expanding=True)), outcomes.JOBS.c.state == "QUEUED")
+    .order_by(outcomes.JOBS.c.lane_seq)
+)
+_START_JOBS = (
+    outcomes.JOBS.update()
+    .where(outcomes.JOBS.c.id == bindparam("id_"))
+    .values(
+        state="RUNNING", attempts=bindparam("attempts_"), started_at=bindparam("started_at_"), tiles_done=0, next_attempt_at=None
+    )
+)
 
 
 class WorkflowRepository:
@@ -356,14 +369,12 @@ class WorkflowRepository:
         heads = (await session.execute(lanes.runnable_heads(limit), {lanes.NOW: now})).tuples().all()
         jobs: list[_Started] = []
         if heads:
-            workflows = {w.id: w for w in await lock_workflows(session, WorkflowRow.id.in_({w for _, w in heads}))}
+            workflows = await outcomes.lock_workflow_copies(session, sorted({w for _, w in heads}))
             # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
-            query = (
-                select(*_STARTED_COLUMNS)
-                .where(JobRow.id.in_([job_id for job_id, _ in heads]), JobRow.state == "QUEUED")
-                .order_by(JobRow.lane_seq)
-            )
-            jobs = [_Started(**row._mapping) for row in await session.execute(query)]
+            jobs = [
+                _Started(**row._mapping)
+                for row in await session.execute(_REREAD_QUEUED, {outcomes.JOB_IDS: [j for j, _ in heads]})
+            ]
             # Stamped after the locked re-read, so a job never starts "before" the end of the
             # lane-mate whose commit made it the head (that end was stamped before its commit).
             now = max(now, self.clock())
@@ -381,21 +392,12 @@ class WorkflowRepository:
             for workflow_id, workflow_events in started.items():
                 outbox += events.outbox_event_values(workflows[workflow_id], workflow_events, now)
             if jobs:
-                started_values = [
-                    {
-                        "id": j.id,
-                        "state": j.state,
-                        "attempts": j.attempts,
-                        "started_at": now,
-                        "tiles_done": 0,
-                        "next_attempt_at": None,
-                    }
-                    for j in jobs
-                ]
-                await session.execute(update(JobRow), started_values)
+                started_values = [{"id_": j.id, "attempts_": j.attempts, "started_at_": now} for j in jobs]
+                await session.execute(_START_JOBS, started_values)
+                await outcomes.save_workflows(session, [workflows[w] for w in started])
         if outbox:
             # One executemany: ORM-added rows would each be an INSERT (their ids fetched back).
-            await session.execute(insert(OutboxRow), outbox)
+            await session.execute(outcomes.INSERT_OUTBOX, outbox)
         return [
             ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts) for j in jobs
         ]
