@@ -76,9 +76,7 @@ def queue_dependents() -> Update:
     """PENDING -> QUEUED for the direct dependents of the jobs bound as SUCCEEDED_IDS whose
     dependencies all SUCCEEDED; returns what events need, in lane order."""
     job = JOBS.c
-    dependents = select(DEPENDENCIES.c.job_id).where(
-        DEPENDENCIES.c.depends_on_id.in_(bindparam(SUCCEEDED_IDS, expanding=True))
-    )
+    dependents = select(DEPENDENCIES.c.job_id).where(DEPENDENCIES.c.depends_on_id.in_(bindparam(SUCCEEDED_IDS, expanding=True)))
     return (
         update(JOBS)
         .where(job.state == "PENDING", job.id.in_(dependents), dependencies_met())

@@ -6,7 +6,9 @@
   loop itself, right after applying them;
 - outbox: publish outbox rows (dispatches and events) to JetStream with a
   Nats-Msg-Id, then mark them published: at-least-once, de-duplicated by the stream;
-  each is sent in a span under the trace context stored in its row when it was written;
+  each is sent in a span under the trace context stored in its row when it was written.
+  Rows this process commits are handed over in memory (no read back); the table is
+  read too, for rows written elsewhere or before a crash;
 - status: consume JobStatus from workers and storage, apply it and claim what it
   made runnable, ack after commit;
 - admission: reconcile with tenancy (admit QUEUED tenants, release ended workflows).
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -24,9 +28,8 @@ from nats.js import JetStreamContext
 from services.common import jetstream, metrics, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.admission_client import AdmissionClient
-from services.scheduler.models import OutboxRow
 from services.scheduler.outcomes import JobOutcome, report_from_status
-from services.scheduler.repository import WorkflowRepository
+from services.scheduler.repository import OutboxMessage, WorkflowRepository
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -36,7 +39,7 @@ STATUS_BATCH = 256
 GAUGE_SECONDS = 5.0
 
 
-def message_id(row: OutboxRow) -> str:
+def message_id(row: OutboxMessage) -> str:
     """The de-duplication id of an outbox message: stable across re-publishing, unique forever.
 
     Not the row id: published rows are deleted and SQLite hands their ids out again,
@@ -79,25 +82,37 @@ class SchedulerLoops:
         self.dispatch_wakeup = Wakeup()
         self.outbox_wakeup = Wakeup()
         self.admission_wakeup = Wakeup()
+        self._read_outbox = True
+        repository.on_written = self.outbox_wakeup.set
 
     def wake(self) -> None:
         self.dispatch_wakeup.set()
-        self.outbox_wakeup.set()
+        self.poll_outbox()
         self.admission_wakeup.set()
 
     async def dispatch(self) -> None:
         while True:
             claimed = await self.repository.claim_runnable(CLAIM_BATCH)
-            if claimed:
-                self.outbox_wakeup.set()
             # A short batch took every runnable head: look again only when woken (a change
             # during the claim has set the wakeup already) or at the next poll.
             if len(claimed) < CLAIM_BATCH:
                 await self.dispatch_wakeup.wait(POLL_SECONDS)
 
     async def outbox(self) -> None:
+        """Publish what this process committed, handed over in memory; read the table itself
+        at start, when asked (poll_outbox), and whenever it has not for POLL_SECONDS, for rows
+        that were not (another replica's, a crashed run's, the one-by-one fallback's).
+
+        A row read from the table may also be in memory still, and so sent twice: harmless,
+        JetStream drops the second copy by its Nats-Msg-Id."""
+        last_read = -POLL_SECONDS
         while True:
-            rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
+            rows: Sequence[OutboxMessage] = self.repository.take_written()
+            now = time.monotonic()
+            if not rows and (self._read_outbox or now - last_read >= POLL_SECONDS):
+                self._read_outbox, last_read = False, now
+                rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
+                self._read_outbox = len(rows) == OUTBOX_BATCH  # a full page: more may wait
             if rows:
                 acks = [
                     await jetstream.publish_async(
@@ -110,9 +125,14 @@ class SchedulerLoops:
                     for row in rows
                 ]
                 await asyncio.gather(*acks)
-                await self.repository.mark_published([row.id for row in rows])
-            if len(rows) < OUTBOX_BATCH:  # drained; rows written meanwhile have set the wakeup
-                await self.outbox_wakeup.wait(POLL_SECONDS)
+                self.repository.mark_published([row.id for row in rows])
+                continue
+            await self.outbox_wakeup.wait(POLL_SECONDS)
+
+    def poll_outbox(self) -> None:
+        """Have the outbox loop read the table now (rows were written it was not handed)."""
+        self._read_outbox = True
+        self.outbox_wakeup.set()
 
     async def admission_reconciler(self) -> None:
         while True:
@@ -121,7 +141,6 @@ class SchedulerLoops:
             except Exception:  # tenancy down: keep trying, the state is in the DB
                 log.warning("admission reconcile failed; retrying", exc_info=True)
             self.dispatch_wakeup.set()
-            self.outbox_wakeup.set()
             await self.admission_wakeup.wait(POLL_SECONDS * 4)
 
     async def gauges(self) -> None:
@@ -148,7 +167,6 @@ class SchedulerLoops:
                 continue
             with tracing.consuming_each(messages):
                 outcomes = await self.apply_status_batch(messages)
-            self.outbox_wakeup.set()
             if outcomes is None:  # applied one by one: nothing claimed yet
                 self.dispatch_wakeup.set()
             # Admission changes only when a workflow ends (its tenant may be released).

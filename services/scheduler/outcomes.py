@@ -216,15 +216,14 @@ async def apply_reports(
     reports: Sequence[JobReport],
     policy: RetryPolicy,
     now: datetime,
-    outbox: list[dict[str, Any]] | None = None,
+    outbox: list[dict[str, Any]],
 ) -> list[JobOutcome]:
     """Apply the reports in order; one outcome per report.
 
     Set-based: a fixed number of statements per batch, whatever its size. The
     workflow progress carried by a batch's JobProgressed events is the one at the
-    end of the batch. With `outbox`, the event rows are appended to it for the caller
-    to insert later in the same transaction (their numbers are taken here) instead
-    of being inserted now.
+    end of the batch. The event rows are appended to `outbox`, for the caller to insert
+    in the same transaction (their numbers are taken here).
     """
     job_ids = {JOB_IDS: list({r.job_id for r in reports})}
     workflows = {row.id: LockedWorkflow(**row._mapping) for row in await session.execute(_LOCK_WORKFLOWS_OF_JOBS, job_ids)}
@@ -254,10 +253,7 @@ async def apply_reports(
         outcomes[index] = replace(outcomes[index], workflow_ended=workflow_ended)
     values = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
     if values:
-        if outbox is None:
-            await session.execute(INSERT_OUTBOX, values)
-        else:
-            outbox += values
+        outbox += values
         await save_workflows(session, [w for w in workflows.values() if w.events])
     for job in [*failed, *(jobs[i] for i in succeeded)]:
         _observe_final(job)

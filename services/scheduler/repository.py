@@ -30,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -118,6 +118,24 @@ _START_JOBS = (
 )
 
 
+class OutboxMessage(Protocol):
+    """What the outbox loop publishes: an OutboxRow, or a row's columns as its INSERT returned them."""
+
+    id: int
+    workflow_id: str
+    seq: int
+    subject: str
+    payload: bytes
+    headers: dict[str, str] | None
+
+
+_WRITTEN = "slidelane_outbox_written"  # session.info key: outbox rows this transaction wrote
+_INSERT_OUTBOX_RETURNING = outcomes.INSERT_OUTBOX.returning(
+    *(outcomes.OUTBOX.c[name] for name in ("id", "workflow_id", "seq", "subject", "payload", "headers"))
+)
+_DELETE_OUTBOX = outcomes.OUTBOX.delete().where(outcomes.OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+
+
 class WorkflowRepository:
     def __init__(
         self,
@@ -135,6 +153,12 @@ class WorkflowRepository:
         # over at once, where SQLite's busy handler would sleep and retry (1, 2, 5, ... ms).
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
         self.dialect = dialect
+        # The outbox, handed over in memory: rows this process committed, for the outbox loop
+        # to publish without reading them back, and the ids it published, deleted by the next
+        # write transaction (or delete_published) instead of one transaction each.
+        self._written: list[OutboxMessage] = []
+        self._published: list[int] = []
+        self.on_written: Callable[[], None] | None = None
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
@@ -143,13 +167,37 @@ class WorkflowRepository:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction, committed on exit."""
-        if self._write_lock is None:
-            async with self.sessions.begin() as session:
+        """A write transaction, committed on exit. It also deletes the outbox rows published
+        since the last one; the outbox rows it writes go to the outbox loop after the commit."""
+        deleting, self._published = self._published, []
+        written: list[OutboxMessage] = []
+        try:
+            async with self._write_lock or contextlib.nullcontext(), self.sessions.begin() as session:
+                session.info[_WRITTEN] = written
+                if deleting:
+                    await session.execute(_DELETE_OUTBOX, {"ids": deleting})
                 yield session
-            return
-        async with self._write_lock, self.sessions.begin() as session:
-            yield session
+        except BaseException:
+            self._published = deleting + self._published  # rolled back: still to delete
+            raise
+        if written:
+            self._written += written
+            if self.on_written is not None:
+                self.on_written()
+
+    @staticmethod
+    async def _insert_outbox(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+        """Insert outbox rows (one multi-row INSERT); what it returns goes to the outbox loop
+        after the commit."""
+        if values:
+            written = await session.execute(_INSERT_OUTBOX_RETURNING, values)
+            session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
+
+    @staticmethod
+    def _add_outbox(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
+        """Add outbox rows (ORM objects: their ids are set by the flush before commit)."""
+        session.add_all(rows)
+        session.info[_WRITTEN].extend(rows)
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:
         rows = await lock_workflows(session, (WorkflowRow.id == workflow_id) & (WorkflowRow.tenant_id == tenant))
@@ -280,7 +328,7 @@ class WorkflowRepository:
                 await session.execute(insert(JobDependencyRow), edges)
             created = [events.workflow_state_changed(workflow)]
             created += [events.job_state_changed(job) for job in jobs if job.state == "QUEUED"]
-            session.add_all(events.outbox_events(workflow, created, now))
+            self._add_outbox(session, events.outbox_events(workflow, created, now))
         return workflow_id
 
     async def set_tenant_admitted(self, tenant: str) -> list[str]:
@@ -300,7 +348,7 @@ class WorkflowRepository:
             for job in await queue_ready(session, (JobRow.tenant_id == tenant) & JobRow.workflow_id.in_(by_id)):
                 changes[job.workflow_id].append(events.job_state_changed(job))
             for workflow_id, workflow_events in changes.items():
-                session.add_all(events.outbox_events(by_id[workflow_id], workflow_events, now))
+                self._add_outbox(session, events.outbox_events(by_id[workflow_id], workflow_events, now))
             return list(by_id)
 
     async def update_queue_positions(self, positions: dict[str, int]) -> None:
@@ -314,7 +362,7 @@ class WorkflowRepository:
                 position = positions[workflow.tenant_id]
                 if workflow.queue_position != position:
                     workflow.queue_position = position
-                    session.add_all(events.outbox_events(workflow, [events.workflow_state_changed(workflow)], now))
+                    self._add_outbox(session, events.outbox_events(workflow, [events.workflow_state_changed(workflow)], now))
 
     async def queued_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of every workflow waiting for admission, oldest first."""
@@ -395,9 +443,7 @@ class WorkflowRepository:
                 started_values = [{"id_": j.id, "attempts_": j.attempts, "started_at_": now} for j in jobs]
                 await session.execute(_START_JOBS, started_values)
                 await outcomes.save_workflows(session, [workflows[w] for w in started])
-        if outbox:
-            # One executemany: ORM-added rows would each be an INSERT (their ids fetched back).
-            await session.execute(outcomes.INSERT_OUTBOX, outbox)
+        await self._insert_outbox(session, outbox)
         return [
             ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts) for j in jobs
         ]
@@ -413,7 +459,10 @@ class WorkflowRepository:
         """
         policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
         async with self._transaction() as session:
-            return await outcomes.apply_reports(session, reports, policy, self.clock())
+            outbox: list[dict[str, Any]] = []
+            applied = await outcomes.apply_reports(session, reports, policy, self.clock(), outbox=outbox)
+            await self._insert_outbox(session, outbox)
+            return applied
 
     async def apply_reports_and_claim(
         self, reports: Sequence[JobReport], max_attempts: int, claim_limit: int
@@ -466,23 +515,33 @@ class WorkflowRepository:
             await session.flush()
             changed = [events.job_state_changed(j) for j in jobs]
             changed.append(events.workflow_state_changed(workflow, await workflow_progress(session, workflow)))
-            session.add_all(events.outbox_events(workflow, changed, now))
+            self._add_outbox(session, events.outbox_events(workflow, changed, now))
             return CancelOutcome(running, WorkflowEnded(tenant, workflow_id, "CANCELLED"))
 
     # ----- outbox ------------------------------------------------------------------------
 
+    def take_written(self) -> list[OutboxMessage]:
+        """The outbox rows this process committed since the last call, oldest first."""
+        written, self._written = self._written, []
+        return written
+
     async def fetch_unpublished(self, limit: int) -> list[OutboxRow]:
-        """The oldest messages not yet published, in the order they were written."""
+        """The oldest messages not yet published, in the order they were written (read from
+        the DB: rows of other replicas, of a crashed run, or not yet taken from memory)."""
+        await self.delete_published()
         async with self.read_sessions() as session:
             query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)
             return list((await session.execute(query)).scalars())
 
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        """JetStream acknowledged these: a published row is never needed again, so it is deleted."""
-        if not ids:
-            return
-        async with self._transaction() as session:
-            await session.execute(OutboxRow.__table__.delete().where(OutboxRow.id.in_(ids)))
+    def mark_published(self, ids: Sequence[int]) -> None:
+        """JetStream acknowledged these: a published row is never needed again. It is deleted
+        by the next write transaction, or by delete_published."""
+        self._published += ids
+
+    async def delete_published(self) -> None:
+        if self._published:
+            async with self._transaction():
+                pass  # the transaction deletes them
 
     # ----- monitoring ----------------------------------------------------------------------
 

@@ -96,7 +96,11 @@ async def test_events_are_numbered_without_gaps_and_published_rows_go(repository
     (dispatch_row,) = [r for r in rows if r.subject == f"dispatch.{carol}.main"]
     dispatch = messaging_pb2.JobDispatch.FromString(dispatch_row.payload)
     assert (dispatch.id, dispatch.attempt, dispatch.image_path) == (job.id, 1, "/slides/a.svs")
-    await repository.mark_published([r.id for r in rows])
+    # The same rows, handed to the outbox loop in memory as each transaction committed.
+    written = repository.take_written()
+    assert [(w.id, w.subject, w.payload, w.seq) for w in written] == [(r.id, r.subject, r.payload, r.seq) for r in rows]
+    assert repository.take_written() == []
+    repository.mark_published([r.id for r in rows])
     assert await repository.fetch_unpublished(1000) == []
 
 
