@@ -3,7 +3,8 @@
 W3C trace context travels in gRPC metadata (`traceparent`) and in NATS message
 headers, so one trace runs from CreateWorkflow through dispatch and every tile to
 the result file. Spans are exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT
-is set; otherwise they are created (so trace ids reach the logs) and dropped. The
+is set; otherwise they are created unrecorded (so trace ids reach the logs and the
+headers) and cost little (SampleWhenExported). The
 SDK's own variables apply (OTEL_TRACES_SAMPLER=parentbased_traceidratio and
 OTEL_TRACES_SAMPLER_ARG keep a share of whole traces).
 
@@ -32,6 +33,7 @@ watchers fan them out without spans of their own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -43,6 +45,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import _get_from_env_or_default as _default_sampler
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -53,23 +57,54 @@ _provider: TracerProvider | None = None
 MAX_STATEMENT_CHARS = 2000
 
 
+class SampleWhenExported(Sampler):
+    """The SDK's sampler (OTEL_TRACES_SAMPLER, default parent-based always-on) once an
+    exporter is added; until then every span is dropped: still made, with valid ids for
+    the logs and the traceparent, but not recorded. A recorded span that nothing exports
+    cost a few times as much (attributes, events, the processor calls), on every message
+    and SQL statement."""
+
+    def __init__(self) -> None:
+        self.exporting = False
+        self._sampler = _default_sampler()
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):  # type: ignore[no-untyped-def]
+        if self.exporting:
+            return self._sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        parent = trace.get_current_span(parent_context).get_span_context()
+        return SamplingResult(Decision.DROP, None, parent.trace_state if parent.is_valid else None)
+
+    def get_description(self) -> str:
+        return f"SampleWhenExported({self._sampler.get_description()})"
+
+
 def setup_tracing(service: str, exporter: SpanExporter | None = None) -> TracerProvider:
     """The process's tracer provider, installed on the first call; each call's exporter
     (tests pass an in-memory one) is added to it."""
     global _provider
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": f"slidelane-{service}"}))
+        _provider = TracerProvider(
+            resource=Resource.create({"service.name": f"slidelane-{service}"}), sampler=SampleWhenExported()
+        )
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            _add_exporter(_provider, OTLPSpanExporter())
         trace.set_tracer_provider(_provider)
     if exporter is not None:
-        _provider.add_span_processor(BatchSpanProcessor(exporter))
+        _add_exporter(_provider, exporter)
     return _provider
 
 
+def _add_exporter(provider: TracerProvider, exporter: SpanExporter) -> None:
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    if isinstance(provider.sampler, SampleWhenExported):
+        provider.sampler.exporting = True
+
+
+@functools.cache
 def tracer(name: str) -> trace.Tracer:
+    """The tracer of a module (made once: the provider builds a new one on every get_tracer)."""
     return trace.get_tracer(name)
 
 

@@ -97,3 +97,22 @@ async def test_sql_statements_get_spans_only_inside_a_traced_operation(tmp_path,
     assert select.kind == SpanKind.CLIENT
     assert select.attributes["db.system.name"] == "sqlite"
     assert select.attributes["db.query.text"] == "SELECT 2"
+
+
+def test_with_no_exporter_spans_are_not_recorded_but_still_carry_the_trace():
+    """Nothing exports (no OTEL_EXPORTER_OTLP_ENDPOINT): spans cost little, yet the logs'
+    trace ids and the traceparent headers still join one trace; adding an exporter records."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    sampler = tracing.SampleWhenExported()
+    tracer = TracerProvider(sampler=sampler).get_tracer("unexported")
+    with tracer.start_as_current_span("submit") as root:
+        assert not root.is_recording()
+        headers = tracing.inject()
+        assert tracing.current_trace_id() == format(root.get_span_context().trace_id, "032x") != "0" * 32
+    with tracer.start_as_current_span("consume", context=tracing.extract(headers)) as child:
+        assert not child.is_recording()
+        assert child.get_span_context().trace_id == root.get_span_context().trace_id
+    sampler.exporting = True
+    with tracer.start_as_current_span("exported") as span:
+        assert span.is_recording()
