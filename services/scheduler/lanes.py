@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Select, Update, and_, bindparam, exists, func, select, update
 
@@ -42,14 +43,14 @@ DEPENDENCIES = JobDependencyRow.__table__
 
 
 @functools.cache
-def runnable_heads(limit: int) -> Select[tuple[str, str]]:
-    """(job id, workflow id) of runnable lane heads, oldest submissions first; bind NOW."""
+def runnable_heads(limit: int, columns: tuple[str, ...] = ("id", "workflow_id")) -> Select[Any]:
+    """`columns` of runnable lane heads, oldest submissions first; bind NOW."""
     job, other = JOBS.c, JOBS.alias("other").c
     same_lane = and_(other.tenant_id == job.tenant_id, other.branch == job.branch)
     earlier_waiting = exists().where(same_lane, other.state.in_(WAITING), other.lane_seq < job.lane_seq)
     lane_running = exists().where(same_lane, other.state == "RUNNING")
     return (
-        select(job.id, job.workflow_id)
+        select(*(job[name] for name in columns))
         .where(
             job.state == "QUEUED",
             (job.next_attempt_at.is_(None)) | (job.next_attempt_at <= bindparam(NOW, type_=DateTime(timezone=True))),

@@ -217,13 +217,16 @@ async def apply_reports(
     policy: RetryPolicy,
     now: datetime,
     outbox: list[dict[str, Any]],
+    locked: dict[str, LockedWorkflow] | None = None,
 ) -> list[JobOutcome]:
     """Apply the reports in order; one outcome per report.
 
     Set-based: a fixed number of statements per batch, whatever its size. The
     workflow progress carried by a batch's JobProgressed events is the one at the
     end of the batch. The event rows are appended to `outbox`, for the caller to insert
-    in the same transaction (their numbers are taken here).
+    in the same transaction (their numbers are taken here). With `locked`, the locked
+    workflows are put in it and not written back: the caller writes them (save_workflows)
+    before it commits, once with its own changes.
     """
     job_ids = {JOB_IDS: list({r.job_id for r in reports})}
     workflows = {row.id: LockedWorkflow(**row._mapping) for row in await session.execute(_LOCK_WORKFLOWS_OF_JOBS, job_ids)}
@@ -254,7 +257,10 @@ async def apply_reports(
     values = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
     if values:
         outbox += values
+    if locked is None:
         await save_workflows(session, [w for w in workflows.values() if w.events])
+    else:
+        locked.update(workflows)
     for job in [*failed, *(jobs[i] for i in succeeded)]:
         _observe_final(job)
     return outcomes

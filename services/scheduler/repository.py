@@ -102,7 +102,8 @@ class _Started:
     tiles_done: int = 0
 
 
-_STARTED_COLUMNS = [outcomes.JOBS.c[f.name] for f in fields(_Started) if f.name not in ("state", "tiles_done")]
+_STARTED_NAMES = tuple(f.name for f in fields(_Started) if f.name not in ("state", "tiles_done"))
+_STARTED_COLUMNS = [outcomes.JOBS.c[name] for name in _STARTED_NAMES]
 # The claim's statements, built once (see services.scheduler.lanes).
 _REREAD_QUEUED = (
     select(*_STARTED_COLUMNS)
@@ -406,23 +407,34 @@ class WorkflowRepository:
         if self.dialect == "postgresql":
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
 
-    async def _claim(self, session: AsyncSession, limit: int, outbox: list[dict[str, Any]] | None = None) -> list[ClaimedJob]:
+    async def _claim(
+        self,
+        session: AsyncSession,
+        limit: int,
+        outbox: list[dict[str, Any]] | None = None,
+        locked: dict[str, outcomes.LockedWorkflow] | None = None,
+    ) -> list[ClaimedJob]:
         """The claim itself; the caller's transaction holds the claim lock (_claim_lock).
 
         `outbox`: rows the caller's transaction still has to write; they go into the
         same INSERT as the claim's own, ahead of them (one statement fewer per batch).
+        `locked`: workflows the caller's transaction has locked and changed but not
+        written yet (apply_reports'): not locked again, and written once, here.
         """
         outbox = list(outbox or [])
+        workflows = dict(locked or {})
+        changed = {w.id for w in workflows.values() if w.events}
         now = self.clock()
-        heads = (await session.execute(lanes.runnable_heads(limit), {lanes.NOW: now})).tuples().all()
-        jobs: list[_Started] = []
-        if heads:
-            workflows = await outcomes.lock_workflow_copies(session, sorted({w for _, w in heads}))
-            # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
-            jobs = [
-                _Started(**row._mapping)
-                for row in await session.execute(_REREAD_QUEUED, {outcomes.JOB_IDS: [j for j, _ in heads]})
-            ]
+        heads = await session.execute(lanes.runnable_heads(limit, _STARTED_NAMES), {lanes.NOW: now})
+        jobs = [_Started(**row._mapping) for row in heads]
+        if jobs:
+            if missing := sorted({j.workflow_id for j in jobs} - workflows.keys()):
+                workflows |= await outcomes.lock_workflow_copies(session, missing)
+            if self.dialect == "postgresql":
+                # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
+                # (SQLite's transaction holds the one write lock since BEGIN: nothing changed.)
+                reread = await session.execute(_REREAD_QUEUED, {outcomes.JOB_IDS: [j.id for j in jobs]})
+                jobs = [_Started(**row._mapping) for row in reread]
             # Stamped after the locked re-read, so a job never starts "before" the end of the
             # lane-mate whose commit made it the head (that end was stamped before its commit).
             now = max(now, self.clock())
@@ -442,7 +454,8 @@ class WorkflowRepository:
             if jobs:
                 started_values = [{"id_": j.id, "attempts_": j.attempts, "started_at_": now} for j in jobs]
                 await session.execute(_START_JOBS, started_values)
-                await outcomes.save_workflows(session, [workflows[w] for w in started])
+                changed |= started.keys()
+        await outcomes.save_workflows(session, [workflows[w] for w in sorted(changed)])
         await self._insert_outbox(session, outbox)
         return [
             ClaimedJob(j.tenant_id, j.workflow_id, j.id, j.job_id, j.job_type, j.branch, j.image_path, j.attempts) for j in jobs
@@ -475,8 +488,9 @@ class WorkflowRepository:
         async with self._transaction() as session:
             await self._claim_lock(session)
             outbox: list[dict[str, Any]] = []
-            applied = await outcomes.apply_reports(session, reports, policy, self.clock(), outbox=outbox)
-            return applied, await self._claim(session, claim_limit, outbox)
+            locked: dict[str, outcomes.LockedWorkflow] = {}
+            applied = await outcomes.apply_reports(session, reports, policy, self.clock(), outbox=outbox, locked=locked)
+            return applied, await self._claim(session, claim_limit, outbox, locked)
 
     async def record_progress(self, tenant: str, job_id: str, attempt: int, tiles_done: int, tiles_total: int) -> JobOutcome:
         """Tile counts of the running attempt (tiles_done never goes down); other attempts are ignored."""
