@@ -21,7 +21,6 @@ leaves no job QUEUED), so the claim need not join workflows.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Select, Update, and_, bindparam, exists, func, select, update
@@ -91,13 +90,29 @@ def ready_to_queue(scope: ColumnElement[bool]) -> Select[tuple[JobRow]]:
     return select(JobRow).where(scope, JobRow.state == "PENDING", dependencies_met()).order_by(JobRow.lane_seq)
 
 
-def lane_positions(tenant: str, workflow_ids: Sequence[str]) -> Select[tuple[str, int]]:
-    """(job id, unfinished jobs ahead of it in its lane) for the unfinished jobs of the workflows."""
-    ahead = (func.row_number().over(partition_by=JobRow.branch, order_by=JobRow.lane_seq) - 1).label("ahead")
-    branches = select(JobRow.branch).where(JobRow.tenant_id == tenant, JobRow.workflow_id.in_(workflow_ids))
+TENANT = "tenant"
+WORKFLOW_IDS = "workflow_ids"
+
+
+@functools.cache
+def lane_positions() -> Select[tuple[str, int]]:
+    """(job id, unfinished jobs ahead of it in its lane) for the unfinished jobs of the
+    workflows bound as WORKFLOW_IDS, all of the tenant bound as TENANT."""
+    job = JOBS.c
+    workflow_ids = bindparam(WORKFLOW_IDS, expanding=True)
+    ahead = (func.row_number().over(partition_by=job.branch, order_by=job.lane_seq) - 1).label("ahead")
+    branches = select(job.branch).where(job.tenant_id == bindparam(TENANT), job.workflow_id.in_(workflow_ids))
     lanes = (
-        select(JobRow.id, JobRow.workflow_id, ahead)
-        .where(JobRow.tenant_id == tenant, JobRow.state.in_(UNFINISHED), JobRow.branch.in_(branches))
+        select(job.id, job.workflow_id, ahead)
+        .where(job.tenant_id == bindparam(TENANT), job.state.in_(UNFINISHED), job.branch.in_(branches))
         .subquery()
     )
     return select(lanes.c.id, lanes.c.ahead).where(lanes.c.workflow_id.in_(workflow_ids))
+
+
+@functools.cache
+def jobs_of_workflows() -> Select[Any]:
+    """Every column of the jobs of the workflows bound as WORKFLOW_IDS, of the tenant bound as TENANT."""
+    return select(JOBS).where(
+        JOBS.c.tenant_id == bindparam(TENANT), JOBS.c.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True))
+    )

@@ -209,13 +209,15 @@ class WorkflowRepository:
     async def _positions(self, session: AsyncSession, tenant: str, workflow_ids: Sequence[str]) -> dict[str, int]:
         if not workflow_ids:
             return {}
-        return dict((await session.execute(lanes.lane_positions(tenant, workflow_ids))).tuples().all())
+        params = {lanes.TENANT: tenant, lanes.WORKFLOW_IDS: list(workflow_ids)}
+        return dict((await session.execute(lanes.lane_positions(), params)).tuples().all())
 
-    async def _jobs_of(self, session: AsyncSession, tenant: str, workflow_ids: Sequence[str]) -> list[JobRow]:
+    async def _jobs_of(self, session: AsyncSession, tenant: str, workflow_ids: Sequence[str]) -> list[Any]:
+        """The jobs' rows (plain rows with JobRow's attributes: read-only use)."""
         if not workflow_ids:
             return []
-        query = select(JobRow).where(JobRow.tenant_id == tenant, JobRow.workflow_id.in_(workflow_ids))
-        return list((await session.execute(query)).scalars())
+        params = {lanes.TENANT: tenant, lanes.WORKFLOW_IDS: list(workflow_ids)}
+        return list(await session.execute(lanes.jobs_of_workflows(), params))
 
     async def get_workflow(self, tenant: str, workflow_id: str) -> tuple[types_pb2.Workflow, int]:
         """The workflow with its jobs, and the seq of its last event (a watch resumes after it)."""
@@ -246,7 +248,7 @@ class WorkflowRepository:
             ids = [r.id for r in rows]
             jobs = await self._jobs_of(session, tenant, ids)
             positions = await self._positions(session, tenant, ids)
-        by_workflow: dict[str, list[JobRow]] = {}
+        by_workflow: dict[str, list[Any]] = {}
         for job in jobs:
             by_workflow.setdefault(job.workflow_id, []).append(job)
         messages = [convert.workflow_message(r, by_workflow.get(r.id, []), positions) for r in rows]
