@@ -167,3 +167,18 @@ async def test_reads_do_not_wait_for_a_writer(repository):
         await writer.execute(LaneSeqRow.__table__.update().values(value=LaneSeqRow.value))
         workflow, _ = await asyncio.wait_for(repository.get_workflow(gina, workflow_id), timeout=5)
     assert workflow.workflow_id == workflow_id
+
+
+async def test_a_rolled_back_transaction_hands_nothing_over_and_still_deletes_what_was_published(repository):
+    dave = new_tenant()
+    await start(repository, dave, ("a", "main", []))
+    published = repository.take_written()
+    assert published, "the workflow's events are handed to the outbox loop"
+    repository.mark_published([r.id for r in published])
+    # A write transaction that fails: its rows are not handed over, and the deletion of
+    # the published rows it carried is rolled back with it but not forgotten.
+    duplicate = [PlannedJob("x", "tissue_mask", "/s.svs", "main", []), PlannedJob("x", "tissue_mask", "/s.svs", "main", [])]
+    with pytest.raises(IntegrityError):
+        await repository.create_workflow(dave, "wf", duplicate, admitted=True)
+    assert repository.take_written() == []
+    assert await repository.fetch_unpublished(1000) == []
