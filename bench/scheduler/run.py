@@ -1,6 +1,6 @@
 """Scheduler benchmark: many tiny jobs in many lanes, Slidelane vs Celery, one script.
 
-    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8 --rounds 3]
+    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8 --size 256 --rounds 3]
 
 Shape: every (tenant, branch) lane gets one workflow that is a chain of `--chain`
 tissue_mask jobs on a tiny slide, so scheduling overhead dominates; every lane submits
@@ -145,7 +145,7 @@ def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Re
         try:
             with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
                 slide = cluster.slide_root / "tiny.tif"
-                write_test_slide(slide, width=256, height=256, seed=1)
+                write_test_slide(slide, width=args.size, height=args.size, seed=1)
                 meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
                 result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name, meter))
                 result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
@@ -242,6 +242,9 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="inference replicas / celery processes")
     parser.add_argument(
+        "--size", type=int, default=256, help="the slide's side in pixels: the job's own work (~7 ms at 256, ~2 ms at 64)"
+    )
+    parser.add_argument(
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "postgresql", "celery"])
@@ -253,7 +256,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         slide = Path(tmp) / "slides" / "tiny.tif"
         slide.parent.mkdir()
-        write_test_slide(slide, width=256, height=256, seed=1)
+        write_test_slide(slide, width=args.size, height=args.size, seed=1)
         # Interleaved rounds: a change in the machine's load touches every system alike.
         for _ in range(args.rounds):
             if "sqlite" not in args.skip:
