@@ -44,9 +44,13 @@ class AdmissionClient:
         for tenant, workflow_id in await self.repository.queued_workflows():
             await self.admit_workflow(tenant, workflow_id)
         released = await self.repository.finished_unreleased_workflows()
-        for tenant, workflow_id in released:
-            await self.release_workflow(tenant, workflow_id)
-            await self.repository.mark_released(tenant, workflow_id)
+        told: list[tuple[str, str]] = []
+        try:
+            for tenant, workflow_id in released:
+                await self.release_workflow(tenant, workflow_id)
+                told.append((tenant, workflow_id))
+        finally:  # one transaction for the round, marking those tenancy has heard of
+            await self.repository.mark_all_released(told)
         # Queue positions move only when a slot freed while someone waits, and a waiting
         # tenant has QUEUED workflows: one summary per round, not one per release.
         if released and await self.repository.queued_workflows():

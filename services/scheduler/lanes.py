@@ -37,6 +37,8 @@ WAITING = ("PENDING", "QUEUED")
 # skips the ORM's per-execution bookkeeping (about half of a small statement's cost).
 NOW = "now"
 SUCCEEDED_IDS = "succeeded_ids"
+TENANT = "tenant"
+WORKFLOW_IDS = "workflow_ids"
 JOBS = JobRow.__table__
 DEPENDENCIES = JobDependencyRow.__table__
 
@@ -85,13 +87,23 @@ def queue_dependents() -> Update:
     )
 
 
-def ready_to_queue(scope: ColumnElement[bool]) -> Select[tuple[JobRow]]:
-    """PENDING jobs within scope whose dependencies all SUCCEEDED (their workflow must be RUNNING)."""
-    return select(JobRow).where(scope, JobRow.state == "PENDING", dependencies_met()).order_by(JobRow.lane_seq)
-
-
-TENANT = "tenant"
-WORKFLOW_IDS = "workflow_ids"
+@functools.cache
+def queue_ready_jobs() -> Update:
+    """PENDING -> QUEUED for the jobs of the workflows bound as WORKFLOW_IDS (of the tenant
+    bound as TENANT, all RUNNING now) whose dependencies all SUCCEEDED; returns what
+    events need, as queue_dependents."""
+    job = JOBS.c
+    return (
+        update(JOBS)
+        .where(
+            job.tenant_id == bindparam(TENANT),
+            job.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True)),
+            job.state == "PENDING",
+            dependencies_met(),
+        )
+        .values(state="QUEUED")
+        .returning(job.id, job.job_id, job.workflow_id, job.attempts, job.error, job.lane_seq)
+    )
 
 
 @functools.cache

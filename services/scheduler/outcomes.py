@@ -115,15 +115,6 @@ async def workflow_progress(session: AsyncSession, workflow: WorkflowRow) -> typ
     return progress
 
 
-async def queue_ready(session: AsyncSession, scope: ColumnElement[bool]) -> list[JobRow]:
-    """PENDING -> QUEUED for the jobs in scope whose dependencies all SUCCEEDED."""
-    await session.flush()  # the dependency check must see this transaction's changes
-    ready = list((await session.execute(lanes.ready_to_queue(scope))).scalars())
-    for job in ready:
-        job.state = "QUEUED"
-    return ready
-
-
 @dataclass
 class _Job:
     """In-memory copy of the job columns a report reads and changes."""
@@ -197,6 +188,20 @@ _JOB_TILES = select(JOBS.c.workflow_id, JOBS.c.state, JOBS.c.tiles_done, JOBS.c.
 _UPDATE_JOBS = update_by_id(JOBS, ["state", "error", "tiles_done", "tiles_total", "finished_at", "next_attempt_at"])
 _UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, ["state", "error", "event_seq", "progress_ratio", "finished_at"])
 INSERT_OUTBOX = OUTBOX.insert()
+
+
+_LOCK_QUEUED_OF_TENANT = (
+    select(*_WORKFLOW_COLUMNS)
+    .where(WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT), WORKFLOWS.c.state == "QUEUED")
+    .order_by(WORKFLOWS.c.id)
+    .with_for_update()
+)
+
+
+async def lock_queued_workflows(session: AsyncSession, tenant: str) -> dict[str, LockedWorkflow]:
+    """The tenant's QUEUED workflows, locked (as lock_workflows), as in-memory copies."""
+    rows = await session.execute(_LOCK_QUEUED_OF_TENANT, {lanes.TENANT: tenant})
+    return {row.id: LockedWorkflow(**row._mapping) for row in rows}
 
 
 async def lock_workflow_copies(session: AsyncSession, workflow_ids: Sequence[str]) -> dict[str, LockedWorkflow]:
@@ -294,8 +299,15 @@ def _apply(workflow: LockedWorkflow, job: _Job, report: JobReport, policy: Retry
 
 async def _queue_dependents(session: AsyncSession, workflows: dict[str, LockedWorkflow], succeeded: list[str]) -> None:
     """PENDING -> QUEUED for dependents of the succeeded jobs whose dependencies all SUCCEEDED."""
-    queued = await session.execute(lanes.queue_dependents(), {lanes.SUCCEEDED_IDS: succeeded})
-    for row in sorted(queued, key=lambda r: r.lane_seq):
+    await queue_jobs(session, workflows, lanes.queue_dependents(), {lanes.SUCCEEDED_IDS: succeeded})
+
+
+async def queue_jobs(
+    session: AsyncSession, workflows: dict[str, LockedWorkflow], statement: Update, params: dict[str, Any]
+) -> None:
+    """Run a PENDING -> QUEUED statement of services.scheduler.lanes; the JobStateChanged
+    events go to the locked workflows, in lane order."""
+    for row in sorted(await session.execute(statement, params), key=lambda r: r.lane_seq):
         workflows[row.workflow_id].events.append(
             events_pb2.WorkflowEvent(
                 job_state_changed=events_pb2.JobStateChanged(

@@ -30,9 +30,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import metrics, tracing
@@ -47,7 +48,6 @@ from services.scheduler.outcomes import (
     RetryPolicy,
     WorkflowEnded,
     lock_workflows,
-    queue_ready,
     workflow_progress,
 )
 from services.scheduler.validation import PlannedJob
@@ -130,6 +130,31 @@ class OutboxMessage(Protocol):
     headers: dict[str, str] | None
 
 
+_TAKE_LANE_SEQS = (
+    LaneSeqRow.__table__.update()
+    .where(LaneSeqRow.__table__.c.id == 1)
+    .values(value=LaneSeqRow.__table__.c.value + bindparam("count"))
+    .returning(LaneSeqRow.__table__.c.value)
+)
+_INSERT_EDGES = JobDependencyRow.__table__.insert()
+_ADMIT_WORKFLOWS = (
+    outcomes.WORKFLOWS.update()
+    .where(outcomes.WORKFLOWS.c.id == bindparam("id_"))
+    .values(state="RUNNING", queue_position=0, started_at=bindparam("started_at_"), event_seq=bindparam("event_seq_"))
+)
+_QUEUED_WORKFLOWS = (
+    select(outcomes.WORKFLOWS.c.tenant_id, outcomes.WORKFLOWS.c.id)
+    .where(outcomes.WORKFLOWS.c.state == "QUEUED")
+    .order_by(outcomes.WORKFLOWS.c.created_at)
+)
+_FINISHED_UNRELEASED = select(outcomes.WORKFLOWS.c.tenant_id, outcomes.WORKFLOWS.c.id).where(
+    outcomes.WORKFLOWS.c.state.in_(FINAL_WORKFLOW_STATES), outcomes.WORKFLOWS.c.released.is_(False)
+)
+_MARK_RELEASED = (
+    outcomes.WORKFLOWS.update()
+    .where(outcomes.WORKFLOWS.c.id == bindparam("workflow"), outcomes.WORKFLOWS.c.tenant_id == bindparam("tenant"))
+    .values(released=True)
+)
 _WRITTEN = "slidelane_outbox_written"  # session.info key: outbox rows this transaction wrote
 _INSERT_OUTBOX_RETURNING = outcomes.INSERT_OUTBOX.returning(
     *(outcomes.OUTBOX.c[name] for name in ("id", "workflow_id", "seq", "subject", "payload", "headers"))
@@ -279,80 +304,73 @@ class WorkflowRepository:
         ids = {job.job_id: str(uuid.uuid4()) for job in plan}
         async with self._transaction() as session:
             # The counter's row lock makes lane_seq order equal commit order across replicas.
-            last_seq = (
-                await session.execute(
-                    update(LaneSeqRow)
-                    .where(LaneSeqRow.id == 1)
-                    .values(value=LaneSeqRow.value + len(plan))
-                    .returning(LaneSeqRow.value)
-                )
-            ).scalar_one()
-            workflow = WorkflowRow(
+            last_seq = (await session.execute(_TAKE_LANE_SEQS, {"count": len(plan)})).scalar_one()
+            workflow = outcomes.LockedWorkflow(
                 id=workflow_id,
                 tenant_id=tenant,
-                name=name,
                 state="RUNNING" if admitted else "QUEUED",
-                created_at=now,
-                started_at=now if admitted else None,
-                error="",
                 queue_position=0 if admitted else queue_position,
+                error="",
                 event_seq=0,
                 progress_ratio=0.0,
-                released=False,
+                finished_at=None,
                 trace_context=tracing.inject(),
             )
             jobs = [
-                JobRow(
-                    id=ids[job.job_id],
-                    lane_seq=last_seq - len(plan) + 1 + offset,
-                    workflow_id=workflow_id,
-                    tenant_id=tenant,
-                    job_id=job.job_id,
-                    job_type=job.job_type,
-                    image_path=job.image_path,
-                    branch=job.branch,
-                    depends_on=list(job.depends_on),
-                    params=dict(job.params),
-                    state="QUEUED" if admitted and not job.depends_on else "PENDING",
-                    created_at=now,
-                    attempts=0,
-                    error="",
-                    tiles_done=0,
-                    tiles_total=0,
-                )
+                {
+                    "id": ids[job.job_id],
+                    "lane_seq": last_seq - len(plan) + 1 + offset,
+                    "workflow_id": workflow_id,
+                    "tenant_id": tenant,
+                    "job_id": job.job_id,
+                    "job_type": job.job_type,
+                    "image_path": job.image_path,
+                    "branch": job.branch,
+                    "depends_on": list(job.depends_on),
+                    "params": dict(job.params),
+                    "state": "QUEUED" if admitted and not job.depends_on else "PENDING",
+                    "created_at": now,
+                    "attempts": 0,
+                    "error": "",
+                    "tiles_done": 0,
+                    "tiles_total": 0,
+                }
                 for offset, job in enumerate(plan)
             ]
-            session.add(workflow)
-            await session.flush()  # no ORM relationship orders the inserts: the workflow row goes first
-            session.add_all(jobs)
-            await session.flush()
+            created = [events.workflow_state_changed(workflow)]
+            created += [events.job_state_changed(SimpleNamespace(**job)) for job in jobs if job["state"] == "QUEUED"]
+            outbox = events.outbox_event_values(workflow, created, now)  # numbers them: event_seq first
+            row = {f.name: getattr(workflow, f.name) for f in fields(workflow) if f.name not in ("events", "progressed")}
+            row |= {"name": name, "created_at": now, "started_at": now if admitted else None, "released": False}
+            # Core INSERTs, in dependency order: the workflow, its jobs, the edges.
+            await session.execute(outcomes.WORKFLOWS.insert(), row)
+            await session.execute(outcomes.JOBS.insert(), jobs)
             edges = [{"job_id": ids[job.job_id], "depends_on_id": ids[dep]} for job in plan for dep in job.depends_on]
             if edges:
-                await session.execute(insert(JobDependencyRow), edges)
-            created = [events.workflow_state_changed(workflow)]
-            created += [events.job_state_changed(job) for job in jobs if job.state == "QUEUED"]
-            self._add_outbox(session, events.outbox_events(workflow, created, now))
+                await session.execute(_INSERT_EDGES, edges)
+            await self._insert_outbox(session, outbox)
         return workflow_id
 
     async def set_tenant_admitted(self, tenant: str) -> list[str]:
         """Start every QUEUED workflow of an admitted tenant; returns their ids."""
         now = self.clock()
         async with self._transaction() as session:
-            workflows = await lock_workflows(session, (WorkflowRow.tenant_id == tenant) & (WorkflowRow.state == "QUEUED"))
+            workflows = await outcomes.lock_queued_workflows(session, tenant)
             if not workflows:
                 return []
-            by_id = {w.id: w for w in workflows}
-            changes: dict[str, list[events_pb2.WorkflowEvent]] = {}
-            for workflow in workflows:
+            for workflow in workflows.values():
                 workflow.state = "RUNNING"
-                workflow.started_at = now
                 workflow.queue_position = 0
-                changes[workflow.id] = [events.workflow_state_changed(workflow)]
-            for job in await queue_ready(session, (JobRow.tenant_id == tenant) & JobRow.workflow_id.in_(by_id)):
-                changes[job.workflow_id].append(events.job_state_changed(job))
-            for workflow_id, workflow_events in changes.items():
-                self._add_outbox(session, events.outbox_events(by_id[workflow_id], workflow_events, now))
-            return list(by_id)
+                workflow.events.append(events.workflow_state_changed(workflow))
+            # The workflows are RUNNING (in this transaction) before their jobs are QUEUED.
+            await outcomes.queue_jobs(
+                session, workflows, lanes.queue_ready_jobs(), {lanes.TENANT: tenant, lanes.WORKFLOW_IDS: list(workflows)}
+            )
+            outbox = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
+            admitted = [{"id_": w.id, "started_at_": now, "event_seq_": w.event_seq} for w in workflows.values()]
+            await session.execute(_ADMIT_WORKFLOWS, admitted)
+            await self._insert_outbox(session, outbox)
+            return list(workflows)
 
     async def update_queue_positions(self, positions: dict[str, int]) -> None:
         """tenant -> its admission queue position, shown on its QUEUED workflows."""
@@ -370,26 +388,21 @@ class WorkflowRepository:
     async def queued_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of every workflow waiting for admission, oldest first."""
         async with self.read_sessions() as session:
-            query = (
-                select(WorkflowRow.tenant_id, WorkflowRow.id)
-                .where(WorkflowRow.state == "QUEUED")
-                .order_by(WorkflowRow.created_at)
-            )
-            return list((await session.execute(query)).tuples())
+            return list((await session.execute(_QUEUED_WORKFLOWS)).tuples())
 
     async def finished_unreleased_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of ended workflows tenancy has not been told about."""
         async with self.read_sessions() as session:
-            query = select(WorkflowRow.tenant_id, WorkflowRow.id).where(
-                WorkflowRow.state.in_(FINAL_WORKFLOW_STATES), WorkflowRow.released.is_(False)
-            )
-            return list((await session.execute(query)).tuples())
+            return list((await session.execute(_FINISHED_UNRELEASED)).tuples())
 
     async def mark_released(self, tenant: str, workflow_id: str) -> None:
-        async with self._transaction() as session:
-            await session.execute(
-                update(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant).values(released=True)
-            )
+        await self.mark_all_released([(tenant, workflow_id)])
+
+    async def mark_all_released(self, workflows: Sequence[tuple[str, str]]) -> None:
+        """Tenancy has been told that these (tenant, workflow id) ended."""
+        if workflows:
+            async with self._transaction() as session:
+                await session.execute(_MARK_RELEASED, [{"tenant": t, "workflow": w} for t, w in workflows])
 
     # ----- the lane scheduler --------------------------------------------------------
 
