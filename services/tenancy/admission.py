@@ -15,8 +15,10 @@ idempotent, and a released workflow stays released (a late Admit of it is ignore
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import metrics
@@ -24,48 +26,80 @@ from services.tenancy.models import AdmissionRow, TenantWorkflowRow
 
 ADMISSION_LOCK_KEY = 727_002
 
+# Core statements, built once (an admission is a handful of them; as ORM statements built
+# per call they cost about twice as much).
+ADMISSIONS: Table = AdmissionRow.__table__  # type: ignore[assignment]
+WORKFLOWS: Table = TenantWorkflowRow.__table__  # type: ignore[assignment]
+_TENANT, _WORKFLOW, _NOW = bindparam("tenant"), bindparam("workflow"), bindparam("now")
+_ADMISSION_OF = select(ADMISSIONS.c.state).where(ADMISSIONS.c.tenant_id == _TENANT)
+_UNFINISHED = select(func.count()).where(WORKFLOWS.c.tenant_id == _TENANT, WORKFLOWS.c.released_at.is_(None))
+_ENQUEUE = ADMISSIONS.insert().from_select(
+    ["tenant_id", "state", "queued_seq", "since"],
+    select(_TENANT, text("'WAITING'"), func.coalesce(func.max(ADMISSIONS.c.queued_seq), 0) + 1, _NOW),
+)
+_RELEASE = (
+    WORKFLOWS.update()
+    .where(WORKFLOWS.c.tenant_id == _TENANT, WORKFLOWS.c.workflow_id == _WORKFLOW, WORKFLOWS.c.released_at.is_(None))
+    .values(released_at=_NOW)
+)
+_FORGET = ADMISSIONS.delete().where(ADMISSIONS.c.tenant_id == _TENANT)
+_ACTIVE = select(func.count()).where(ADMISSIONS.c.state == "ACTIVE")
+_WAITING_FIRST = select(ADMISSIONS.c.tenant_id).where(ADMISSIONS.c.state == "WAITING").order_by(ADMISSIONS.c.queued_seq)
+_ahead = ADMISSIONS.alias("ahead")
+_POSITION = select(
+    ADMISSIONS.c.state,
+    select(func.count())
+    .where(_ahead.c.state == "WAITING", _ahead.c.queued_seq < ADMISSIONS.c.queued_seq)
+    .scalar_subquery()
+    .label("ahead"),
+).where(ADMISSIONS.c.tenant_id == _TENANT)
+_COUNTS = select(ADMISSIONS.c.state, func.count()).group_by(ADMISSIONS.c.state)
+
 
 class AdmissionRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], max_active: int, dialect: str = "sqlite") -> None:
         self.sessions = sessions
         self.max_active = max_active
         self.dialect = dialect
+        # INSERT of a workflow row that does nothing when tenancy has heard of it already.
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert_workflow = insert(WORKFLOWS).on_conflict_do_nothing(index_elements=["tenant_id", "workflow_id"])
 
     async def admit(self, tenant: str, workflow_id: str) -> tuple[bool, int]:
         """Register an unfinished workflow; returns (admitted, 1-based queue position or 0)."""
         now = datetime.now(UTC)
         async with self.sessions.begin() as session:
             await self._lock(session)
-            if await session.get(TenantWorkflowRow, (tenant, workflow_id)) is None:
-                session.add(TenantWorkflowRow(tenant_id=tenant, workflow_id=workflow_id, admitted_at=now, released_at=None))
-            row = await session.get(AdmissionRow, tenant)
-            if row is not None and row.state == "ACTIVE":
+            new = await session.execute(
+                self._insert_workflow,
+                {"tenant_id": tenant, "workflow_id": workflow_id, "admitted_at": now, "released_at": None},
+            )
+            state = await session.scalar(_ADMISSION_OF, {"tenant": tenant})
+            if state == "ACTIVE":
                 # Already active: the new workflow joins at once and no count changes,
                 # so there are no slots to fill and no gauges to refresh.
                 return True, 0
-            if row is None and await self._unfinished(session, tenant):
-                last = await session.scalar(select(func.max(AdmissionRow.queued_seq)))
-                row = AdmissionRow(tenant_id=tenant, state="WAITING", queued_seq=int(last or 0) + 1, since=now)
-                session.add(row)
+            # Unfinished work (this workflow, unless it had ended before this late Admit) queues.
+            if state is None and (new.rowcount or await self._unfinished(session, tenant)):
+                await session.execute(_ENQUEUE, {"tenant": tenant, "now": now})
             await self._fill_free_slots(session, now)
-            result = await self._position(session, row)
+            result = await self._position(session, tenant)
             await self._update_gauges(session)
             return result
 
     async def release(self, tenant: str, workflow_id: str) -> list[str]:
         """A workflow ended; returns the tenants admitted because a slot freed, in FIFO order."""
         now = datetime.now(UTC)
+        params = {"tenant": tenant, "workflow": workflow_id, "now": now}
         async with self.sessions.begin() as session:
             await self._lock(session)
-            workflow = await session.get(TenantWorkflowRow, (tenant, workflow_id))
-            if workflow is None:
-                # Ended before tenancy heard of it: the tombstone keeps a late Admit out.
-                session.add(TenantWorkflowRow(tenant_id=tenant, workflow_id=workflow_id, admitted_at=now, released_at=now))
-            elif workflow.released_at is None:
-                workflow.released_at = now
-            await session.flush()
+            if not (await session.execute(_RELEASE, params)).rowcount:
+                # Released already, or ended before tenancy heard of it: then the tombstone
+                # keeps a late Admit out.
+                tombstone = {"tenant_id": tenant, "workflow_id": workflow_id, "admitted_at": now, "released_at": now}
+                await session.execute(self._insert_workflow, tombstone)
             if not await self._unfinished(session, tenant):
-                await session.execute(delete(AdmissionRow).where(AdmissionRow.tenant_id == tenant))
+                await session.execute(_FORGET, {"tenant": tenant})
             admitted = await self._fill_free_slots(session, now)
             await self._update_gauges(session)
             return admitted
@@ -73,7 +107,7 @@ class AdmissionRepository:
     async def get(self, tenant: str) -> tuple[bool, int]:
         """(admitted, queue position); (False, 0) for a tenant with no unfinished workflow."""
         async with self.sessions() as session:
-            return await self._position(session, await session.get(AdmissionRow, tenant))
+            return await self._position(session, tenant)
 
     async def summary(self) -> tuple[list[str], list[str]]:
         """(active tenants, waiting tenants in queue order)."""
@@ -86,41 +120,29 @@ class AdmissionRepository:
             await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
 
     async def _unfinished(self, session: AsyncSession, tenant: str) -> int:
-        query = select(func.count()).where(TenantWorkflowRow.tenant_id == tenant, TenantWorkflowRow.released_at.is_(None))
-        return int(await session.scalar(query) or 0)
+        return int(await session.scalar(_UNFINISHED, {"tenant": tenant}) or 0)
 
     async def _fill_free_slots(self, session: AsyncSession, now: datetime) -> list[str]:
         """Admit the longest-waiting tenants while fewer than max_active are active."""
-        await session.flush()
-        active = int(await session.scalar(select(func.count()).where(AdmissionRow.state == "ACTIVE")) or 0)
-        if active >= self.max_active:
+        free = self.max_active - int(await session.scalar(_ACTIVE) or 0)
+        if free <= 0:
             return []
-        waiting = await session.execute(
-            select(AdmissionRow)
-            .where(AdmissionRow.state == "WAITING")
-            .order_by(AdmissionRow.queued_seq)
-            .limit(self.max_active - active)
-        )
-        admitted = []
-        for row in waiting.scalars():
-            row.state = "ACTIVE"
-            row.since = now
-            admitted.append(row.tenant_id)
-        await session.flush()
+        admitted = list((await session.execute(_WAITING_FIRST.limit(free))).scalars())
+        if admitted:
+            await session.execute(
+                ADMISSIONS.update().where(ADMISSIONS.c.tenant_id.in_(admitted)).values(state="ACTIVE", since=now)
+            )
         return admitted
 
-    async def _position(self, session: AsyncSession, row: AdmissionRow | None) -> tuple[bool, int]:
+    async def _position(self, session: AsyncSession, tenant: str) -> tuple[bool, int]:
+        row: Any = (await session.execute(_POSITION, {"tenant": tenant})).first()
         if row is None:
             return False, 0
         if row.state == "ACTIVE":
             return True, 0
-        ahead = await session.scalar(
-            select(func.count()).where(AdmissionRow.state == "WAITING", AdmissionRow.queued_seq < row.queued_seq)
-        )
-        return False, int(ahead or 0) + 1
+        return False, int(row.ahead or 0) + 1
 
     async def _update_gauges(self, session: AsyncSession) -> None:
-        query = select(AdmissionRow.state, func.count()).group_by(AdmissionRow.state)
-        counts = dict((await session.execute(query)).tuples().all())
+        counts = dict((await session.execute(_COUNTS)).tuples().all())
         metrics.ACTIVE_USERS.set(counts.get("ACTIVE", 0))
         metrics.ADMISSION_QUEUE.set(counts.get("WAITING", 0))
