@@ -16,7 +16,6 @@ from services.common import jetstream, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import events_pb2, types_pb2
 from services.scheduler import convert
-from services.scheduler.models import OutboxRow
 
 
 class JobLike(Protocol):
@@ -100,11 +99,6 @@ def outbox_event_values(workflow: WorkflowLike, events: list[events_pb2.Workflow
             }
         )
     return rows
-
-
-def outbox_events(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent], now: datetime) -> list[OutboxRow]:
-    """outbox_event_values as rows to add to a session."""
-    return [OutboxRow(**values) for values in outbox_event_values(workflow, events, now)]
 
 
 class DispatchedJob(Protocol):

@@ -82,12 +82,11 @@ class SchedulerLoops:
         self.dispatch_wakeup = Wakeup()
         self.outbox_wakeup = Wakeup()
         self.admission_wakeup = Wakeup()
-        self._read_outbox = True
         repository.on_written = self.outbox_wakeup.set
 
     def wake(self) -> None:
+        """After an API call changed workflows (its outbox rows are handed over on commit)."""
         self.dispatch_wakeup.set()
-        self.poll_outbox()
         self.admission_wakeup.set()
 
     async def dispatch(self) -> None:
@@ -100,19 +99,19 @@ class SchedulerLoops:
 
     async def outbox(self) -> None:
         """Publish what this process committed, handed over in memory; read the table itself
-        at start, when asked (poll_outbox), and whenever it has not for POLL_SECONDS, for rows
-        that were not (another replica's, a crashed run's, the one-by-one fallback's).
+        at start and whenever it has not for POLL_SECONDS, for rows that were not (another
+        replica's, a crashed run's), and again at once after a full page.
 
         A row read from the table may also be in memory still, and so sent twice: harmless,
         JetStream drops the second copy by its Nats-Msg-Id."""
-        last_read = -POLL_SECONDS
+        last_read, full_page = -POLL_SECONDS, False
         while True:
             rows: Sequence[OutboxMessage] = self.repository.take_written()
             now = time.monotonic()
-            if not rows and (self._read_outbox or now - last_read >= POLL_SECONDS):
-                self._read_outbox, last_read = False, now
+            if not rows and (full_page or now - last_read >= POLL_SECONDS):
+                last_read = now
                 rows = await self.repository.fetch_unpublished(OUTBOX_BATCH)
-                self._read_outbox = len(rows) == OUTBOX_BATCH  # a full page: more may wait
+                full_page = len(rows) == OUTBOX_BATCH  # more may wait
             if rows:
                 acks = [
                     await jetstream.publish_async(
@@ -128,11 +127,6 @@ class SchedulerLoops:
                 self.repository.mark_published([row.id for row in rows])
                 continue
             await self.outbox_wakeup.wait(POLL_SECONDS)
-
-    def poll_outbox(self) -> None:
-        """Have the outbox loop read the table now (rows were written it was not handed)."""
-        self._read_outbox = True
-        self.outbox_wakeup.set()
 
     async def admission_reconciler(self) -> None:
         while True:

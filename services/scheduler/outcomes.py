@@ -16,12 +16,12 @@ workflow ends (and its tenant's slot is released) only once nothing of it runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, select
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import metrics
@@ -170,18 +170,22 @@ WORKFLOW_IDS = "workflow_ids"
 _JOB_COLUMNS = [JOBS.c[f.name] for f in fields(_Job)]
 _WORKFLOW_COLUMNS = [WORKFLOWS.c[f.name] for f in fields(LockedWorkflow) if f.name not in ("events", "progressed")]
 _READ_JOBS = select(*_JOB_COLUMNS).where(JOBS.c.id.in_(bindparam(JOB_IDS, expanding=True)))
-_LOCK_WORKFLOWS_OF_JOBS = (
-    select(*_WORKFLOW_COLUMNS)
-    .where(WORKFLOWS.c.id.in_(select(JOBS.c.workflow_id).where(JOBS.c.id.in_(bindparam(JOB_IDS, expanding=True)))))
-    .order_by(WORKFLOWS.c.id)
-    .with_for_update()
+
+
+def _locking(where: ColumnElement[bool]) -> Select[Any]:
+    """The workflows `where` selects, locked in id order (as lock_workflows), as LockedWorkflow columns."""
+    return select(*_WORKFLOW_COLUMNS).where(where).order_by(WORKFLOWS.c.id).with_for_update()
+
+
+def _copies(rows: Iterable[Any]) -> dict[str, LockedWorkflow]:
+    return {row.id: LockedWorkflow(**row._mapping) for row in rows}
+
+
+_LOCK_WORKFLOWS_OF_JOBS = _locking(
+    WORKFLOWS.c.id.in_(select(JOBS.c.workflow_id).where(JOBS.c.id.in_(bindparam(JOB_IDS, expanding=True))))
 )
-_LOCK_WORKFLOWS = (
-    select(*_WORKFLOW_COLUMNS)
-    .where(WORKFLOWS.c.id.in_(bindparam(WORKFLOW_IDS, expanding=True)))
-    .order_by(WORKFLOWS.c.id)
-    .with_for_update()
-)
+_LOCK_WORKFLOWS = _locking(WORKFLOWS.c.id.in_(bindparam(WORKFLOW_IDS, expanding=True)))
+_LOCK_QUEUED_OF_TENANT = _locking((WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT)) & (WORKFLOWS.c.state == "QUEUED"))
 _JOB_TILES = select(JOBS.c.workflow_id, JOBS.c.state, JOBS.c.tiles_done, JOBS.c.tiles_total).where(
     JOBS.c.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True))
 )
@@ -190,24 +194,14 @@ _UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, ["state", "error", "event_seq", "pro
 INSERT_OUTBOX = OUTBOX.insert()
 
 
-_LOCK_QUEUED_OF_TENANT = (
-    select(*_WORKFLOW_COLUMNS)
-    .where(WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT), WORKFLOWS.c.state == "QUEUED")
-    .order_by(WORKFLOWS.c.id)
-    .with_for_update()
-)
-
-
 async def lock_queued_workflows(session: AsyncSession, tenant: str) -> dict[str, LockedWorkflow]:
     """The tenant's QUEUED workflows, locked (as lock_workflows), as in-memory copies."""
-    rows = await session.execute(_LOCK_QUEUED_OF_TENANT, {lanes.TENANT: tenant})
-    return {row.id: LockedWorkflow(**row._mapping) for row in rows}
+    return _copies(await session.execute(_LOCK_QUEUED_OF_TENANT, {lanes.TENANT: tenant}))
 
 
 async def lock_workflow_copies(session: AsyncSession, workflow_ids: Sequence[str]) -> dict[str, LockedWorkflow]:
     """lock_workflows by id, as in-memory copies; write their changes with save_workflows."""
-    rows = await session.execute(_LOCK_WORKFLOWS, {WORKFLOW_IDS: list(workflow_ids)})
-    return {row.id: LockedWorkflow(**row._mapping) for row in rows}
+    return _copies(await session.execute(_LOCK_WORKFLOWS, {WORKFLOW_IDS: list(workflow_ids)}))
 
 
 async def save_workflows(session: AsyncSession, workflows: Sequence[LockedWorkflow]) -> None:
@@ -234,7 +228,7 @@ async def apply_reports(
     before it commits, once with its own changes.
     """
     job_ids = {JOB_IDS: list({r.job_id for r in reports})}
-    workflows = {row.id: LockedWorkflow(**row._mapping) for row in await session.execute(_LOCK_WORKFLOWS_OF_JOBS, job_ids)}
+    workflows = _copies(await session.execute(_LOCK_WORKFLOWS_OF_JOBS, job_ids))
     jobs = {row.id: _Job(**row._mapping) for row in await session.execute(_READ_JOBS, job_ids)}
     outcomes: list[JobOutcome] = []
     changed: dict[str, _Job] = {}

@@ -120,7 +120,8 @@ _START_JOBS = (
 
 
 class OutboxMessage(Protocol):
-    """What the outbox loop publishes: an OutboxRow, or a row's columns as its INSERT returned them."""
+    """What the outbox loop publishes: an OutboxRow read from the table, or a row's columns as
+    its INSERT returned them."""
 
     id: int
     workflow_id: str
@@ -218,12 +219,6 @@ class WorkflowRepository:
         if values:
             written = await session.execute(_INSERT_OUTBOX_RETURNING, values)
             session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
-
-    @staticmethod
-    def _add_outbox(session: AsyncSession, rows: Sequence[OutboxRow]) -> None:
-        """Add outbox rows (ORM objects: their ids are set by the flush before commit)."""
-        session.add_all(rows)
-        session.info[_WRITTEN].extend(rows)
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:
         rows = await lock_workflows(session, (WorkflowRow.id == workflow_id) & (WorkflowRow.tenant_id == tenant))
@@ -379,11 +374,13 @@ class WorkflowRepository:
         now = self.clock()
         async with self._transaction() as session:
             queued = (WorkflowRow.state == "QUEUED") & WorkflowRow.tenant_id.in_(positions)
+            outbox: list[dict[str, Any]] = []
             for workflow in await lock_workflows(session, queued):
                 position = positions[workflow.tenant_id]
                 if workflow.queue_position != position:
                     workflow.queue_position = position
-                    self._add_outbox(session, events.outbox_events(workflow, [events.workflow_state_changed(workflow)], now))
+                    outbox += events.outbox_event_values(workflow, [events.workflow_state_changed(workflow)], now)
+            await self._insert_outbox(session, outbox)
 
     async def queued_workflows(self) -> list[tuple[str, str]]:
         """(tenant, workflow id) of every workflow waiting for admission, oldest first."""
@@ -544,7 +541,7 @@ class WorkflowRepository:
             await session.flush()
             changed = [events.job_state_changed(j) for j in jobs]
             changed.append(events.workflow_state_changed(workflow, await workflow_progress(session, workflow)))
-            self._add_outbox(session, events.outbox_events(workflow, changed, now))
+            await self._insert_outbox(session, events.outbox_event_values(workflow, changed, now))
             return CancelOutcome(running, WorkflowEnded(tenant, workflow_id, "CANCELLED"))
 
     # ----- outbox ------------------------------------------------------------------------
