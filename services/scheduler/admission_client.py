@@ -11,22 +11,27 @@ log = logging.getLogger(__name__)
 
 
 class AdmissionClient:
-    def __init__(self, tenancy: tenancy_pb2_grpc.TenancyServiceStub, repository: WorkflowRepository) -> None:
+    def __init__(self, tenancy: tenancy_pb2_grpc.TenancyServiceStub, repository: WorkflowRepository, claim_limit: int) -> None:
         self.tenancy = tenancy
         self.repository = repository
+        # Admitting also claims up to this many runnable lane heads, in the same transaction:
+        # an admitted workflow's first jobs start with no dispatch round of their own.
+        self.claim_limit = claim_limit
 
-    async def admit_workflow(self, tenant: str, workflow_id: str, rpc_seconds: float = 10.0) -> None:
+    async def admit_workflow(self, tenant: str, workflow_id: str, rpc_seconds: float = 10.0) -> bool:
+        """Ask tenancy; start the tenant's workflows if admitted, else show their position."""
         request = tenancy_pb2.AdmitRequest(tenant_id=tenant, workflow_id=workflow_id)
         reply = await self.tenancy.Admit(request, timeout=rpc_seconds)
         if reply.admitted:
-            await self.repository.set_tenant_admitted(tenant)
+            await self.repository.set_tenant_admitted(tenant, self.claim_limit)
         else:
             await self.repository.update_queue_positions({tenant: reply.queue_position})
+        return reply.admitted
 
     async def release_workflow(self, tenant: str, workflow_id: str) -> None:
         reply = await self.tenancy.Release(tenancy_pb2.ReleaseRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)
         for admitted in reply.admitted_tenant_ids:
-            await self.repository.set_tenant_admitted(admitted)
+            await self.repository.set_tenant_admitted(admitted, self.claim_limit)
 
     async def refresh_positions(self) -> None:
         summary = await self.tenancy.GetAdmissionSummary(tenancy_pb2.GetAdmissionSummaryRequest(), timeout=10)

@@ -1,9 +1,10 @@
 """The scheduler's background loops.
 
 - dispatch: claim runnable lane heads (the repository writes their JobDispatch into
-  the outbox in the same transaction), woken on every change, polled as a fallback
-  (for retry backoffs); lane heads freed by status reports are claimed by the status
-  loop itself, right after applying them;
+  the outbox in the same transaction), woken by cancels and by claims that hit their
+  limit, polled as a fallback (for retry backoffs); lane heads freed by status reports
+  are claimed by the status loop itself, right after applying them, and those of newly
+  admitted workflows by the admission's own transaction;
 - outbox: publish outbox rows (dispatches and events) to JetStream with a
   Nats-Msg-Id, then mark them published: at-least-once, de-duplicated by the stream;
   each is sent in a span under the trace context stored in its row when it was written.
@@ -83,9 +84,11 @@ class SchedulerLoops:
         self.outbox_wakeup = Wakeup()
         self.admission_wakeup = Wakeup()
         repository.on_written = self.outbox_wakeup.set
+        repository.on_claim_full = self.dispatch_wakeup.set
 
     def wake(self) -> None:
-        """After an API call changed workflows (its outbox rows are handed over on commit)."""
+        """After an API call changed workflows in a way only the loops follow up (a cancel may
+        free lanes and end a workflow; its outbox rows are handed over on commit)."""
         self.dispatch_wakeup.set()
         self.admission_wakeup.set()
 
@@ -134,7 +137,6 @@ class SchedulerLoops:
                 await self.admission.reconcile()
             except Exception:  # tenancy down: keep trying, the state is in the DB
                 log.warning("admission reconcile failed; retrying", exc_info=True)
-            self.dispatch_wakeup.set()
             await self.admission_wakeup.wait(POLL_SECONDS * 4)
 
     async def gauges(self) -> None:
@@ -175,9 +177,7 @@ class SchedulerLoops:
         outcomes: list[JobOutcome] | None = None
         try:
             # One transaction for the whole batch: per-report transactions cap throughput.
-            outcomes, claimed = await self.repository.apply_reports_and_claim(reports, self.max_attempts, CLAIM_BATCH)
-            if len(claimed) == CLAIM_BATCH:  # more may be runnable
-                self.dispatch_wakeup.set()
+            outcomes, _ = await self.repository.apply_reports_and_claim(reports, self.max_attempts, CLAIM_BATCH)
         except Exception:
             log.warning("batch of %d reports failed; applying one by one", len(reports), exc_info=True)
             for message in messages:

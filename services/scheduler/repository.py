@@ -186,6 +186,8 @@ class WorkflowRepository:
         self._written: list[OutboxMessage] = []
         self._published: list[int] = []
         self.on_written: Callable[[], None] | None = None
+        # Called when a claim took as many lane heads as it was allowed: more may be runnable.
+        self.on_claim_full: Callable[[], None] | None = None
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
@@ -346,10 +348,16 @@ class WorkflowRepository:
             await self._insert_outbox(session, outbox)
         return workflow_id
 
-    async def set_tenant_admitted(self, tenant: str) -> list[str]:
-        """Start every QUEUED workflow of an admitted tenant; returns their ids."""
+    async def set_tenant_admitted(self, tenant: str, claim_limit: int = 0) -> list[str]:
+        """Start every QUEUED workflow of an admitted tenant; returns their ids.
+
+        With `claim_limit`, the same transaction then claims up to that many runnable lane
+        heads (claim_runnable's work): a new workflow's first jobs start without waiting for
+        the dispatch loop's next transaction, which queues behind every other writer's."""
         now = self.clock()
         async with self._transaction() as session:
+            if claim_limit:
+                await self._claim_lock(session)  # first, as every claim takes its locks
             workflows = await outcomes.lock_queued_workflows(session, tenant)
             if not workflows:
                 return []
@@ -362,6 +370,13 @@ class WorkflowRepository:
                 session, workflows, lanes.queue_ready_jobs(), {lanes.TENANT: tenant, lanes.WORKFLOW_IDS: list(workflows)}
             )
             outbox = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
+            if claim_limit:
+                # Its events are numbered (in `outbox`): the claim inserts them ahead of its own
+                # and numbers what it adds after them; the UPDATE below writes the last number.
+                for workflow in workflows.values():
+                    workflow.events.clear()
+                await self._claim(session, claim_limit, outbox, workflows)
+                outbox = []
             admitted = [{"id_": w.id, "started_at_": now, "event_seq_": w.event_seq} for w in workflows.values()]
             await session.execute(_ADMIT_WORKFLOWS, admitted)
             await self._insert_outbox(session, outbox)
@@ -439,6 +454,8 @@ class WorkflowRepository:
         now = self.clock()
         heads = await session.execute(lanes.runnable_heads(limit, _STARTED_NAMES), {lanes.NOW: now})
         jobs = [_Started(**row._mapping) for row in heads]
+        if len(jobs) >= limit and self.on_claim_full is not None:
+            self.on_claim_full()
         if jobs:
             if missing := sorted({j.workflow_id for j in jobs} - workflows.keys()):
                 workflows |= await outcomes.lock_workflow_copies(session, missing)

@@ -9,7 +9,7 @@ from services.common.slides import check_readable_slide
 from services.common.tracing import internal_channel
 from services.scheduler.admission_client import AdmissionClient
 from services.scheduler.cancellation import CancelNotifier
-from services.scheduler.loops import SchedulerLoops
+from services.scheduler.loops import CLAIM_BATCH, SchedulerLoops
 from services.scheduler.repository import WorkflowRepository
 from services.scheduler.servicer import SchedulerServicer
 
@@ -24,7 +24,7 @@ async def build(app: ServiceApp) -> None:
     )
     channel = internal_channel(settings.address_of("tenancy"))
     app.on_shutdown(channel.close)
-    admission = AdmissionClient(tenancy_pb2_grpc.TenancyServiceStub(channel), repository)
+    admission = AdmissionClient(tenancy_pb2_grpc.TenancyServiceStub(channel), repository, claim_limit=CLAIM_BATCH)
     loops = SchedulerLoops(repository, js, admission, settings.max_job_attempts)
     app.add_service(
         scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,

@@ -31,14 +31,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         cancel_notifier: CancelNotifier,
         slide_roots: tuple,
         slide_check: Callable[[str], None],
-        wake_dispatcher: Callable[[], None],
+        wake_loops: Callable[[], None],
     ) -> None:
         self.repository = repository
         self.admission = admission
         self.cancel_notifier = cancel_notifier
         self.slide_roots = slide_roots
         self.slide_check = slide_check
-        self.wake_dispatcher = wake_dispatcher
+        self.wake_loops = wake_loops
 
     async def CreateWorkflow(self, request, context):  # type: ignore[no-untyped-def]
         tenant = require_subject_safe(request.tenant_id, "x-user-id")
@@ -55,7 +55,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             # Stored already: the admission reconciler admits it once tenancy answers again.
             # Failing here would invite a retry that submits the workflow twice.
             log.warning("tenancy unreachable; the workflow waits QUEUED", extra={"tenant": tenant, "workflow_id": workflow_id})
-        self.wake_dispatcher()
+            self.wake_loops()
         workflow, _ = await self.repository.get_workflow(tenant, workflow_id)
         log.info("workflow created", extra={"tenant": tenant, "workflow_id": workflow_id})
         return scheduler_pb2.CreateWorkflowResponse(workflow=workflow)
@@ -75,7 +75,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         workflow_id = _required(request.workflow_id, "workflow_id")
         outcome = await self.repository.cancel_workflow(tenant, workflow_id)
         await self.cancel_notifier.cancel_jobs(tenant, outcome.running_job_ids)
-        self.wake_dispatcher()
+        self.wake_loops()
         workflow, _ = await self.repository.get_workflow(tenant, workflow_id)
         return scheduler_pb2.CancelWorkflowResponse(workflow=workflow)
 
@@ -85,8 +85,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     async def TenantsAdmitted(self, request, context):  # type: ignore[no-untyped-def]
         for tenant in request.tenant_ids:
-            await self.repository.set_tenant_admitted(tenant)
-        self.wake_dispatcher()
+            await self.repository.set_tenant_admitted(tenant, self.admission.claim_limit)
+        self.wake_loops()
         return scheduler_pb2.TenantsAdmittedResponse()
 
     async def GetLaneStats(self, request, context):  # type: ignore[no-untyped-def]

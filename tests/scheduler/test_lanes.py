@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from services.common.api.slidelane.v1 import events_pb2
 from services.scheduler.models import JobRow
 from services.scheduler.outcomes import JobReport
 from tests.scheduler.workloads import JS, WS, jobs_of, new_tenant, plan, running, start
@@ -66,6 +67,29 @@ async def test_a_queued_tenant_runs_nothing_until_admitted(repository):
     workflow, _ = await repository.get_workflow(dave, workflow_id)
     assert workflow.state == WS.WORKFLOW_STATE_RUNNING and workflow.queue_position == 0
     assert [c.job_id for c in await repository.claim_runnable(100)] == ["a"]
+
+
+async def test_admitting_with_a_claim_starts_the_lane_heads_in_the_same_transaction(repository):
+    fred = new_tenant()
+    workflow_id = await repository.create_workflow(
+        fred, "wf", plan(("a", "main", []), ("b", "main", []), ("c", "other", ["a"])), queue_position=1
+    )
+    repository.take_written()
+    assert await repository.set_tenant_admitted(fred, claim_limit=100) == [workflow_id]
+    workflow, last_seq = await repository.get_workflow(fred, workflow_id)
+    jobs = {j.job_id: j for j in workflow.jobs}
+    assert workflow.state == WS.WORKFLOW_STATE_RUNNING and workflow.queue_position == 0
+    assert workflow.started_at.ToDatetime() <= jobs["a"].started_at.ToDatetime()
+    # One at a time in the lane; "c" waits for its dependency.
+    assert [jobs[j].state for j in "abc"] == [JS.JOB_STATE_RUNNING, JS.JOB_STATE_QUEUED, JS.JOB_STATE_PENDING]
+    assert await repository.claim_runnable(100) == []  # nothing left for the dispatch loop
+    written = repository.take_written()
+    assert [r.subject for r in written if not r.seq] == [f"dispatch.{fred}.main"]
+    # The admission's events first, then the claim's, numbered on from the workflow's last.
+    seqs = [r.seq for r in written if r.seq]
+    assert seqs == sorted(seqs) and seqs[-1] == last_seq
+    kinds = [events_pb2.WorkflowEvent.FromString(r.payload).WhichOneof("kind") for r in written if r.seq]
+    assert kinds[0] == "workflow_state_changed" and kinds[-1] == "job_state_changed"
 
 
 async def test_concurrent_claims_never_run_two_jobs_of_one_lane(repository):
