@@ -7,8 +7,9 @@ batch says "succeeded", the transaction applies it and claims the dependent, and
 outbox rows it wrote are taken and marked published. CPU per job (all threads) and wall
 time per job, on SQLite through stock aiosqlite (SQLAlchemy's dialect as shipped, four
 trips to the connection's thread per statement) side by side with the prefetching
-connection the services use (services.common.sqlite_connection), then on PostgreSQL when
-it answers. Runs alternate, and each configuration's median of --rounds is reported.
+connection the services use (services.common.sqlite_connection), once with every
+statement sent to its thread (one trip each) and once as the services run it (statements
+that cannot wait on a lock inline), then on PostgreSQL when it answers. Runs alternate, and each configuration's median of --rounds is reported.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def stock_aiosqlite(path: str, busy_timeout: float) -> Callable[[], Any]:
         connection = aiosqlite.connect(path, timeout=busy_timeout, check_same_thread=False)
         connection._thread.daemon = True
         return await connection
+
+    return create
+
+
+def prefetching_on_thread(path: str, busy_timeout: float) -> Callable[[], Any]:
+    """The prefetching connection with every statement sent to its thread (none inline)."""
+
+    async def create() -> sqlite_connection.PrefetchingConnection:
+        connection = await sqlite_connection.connect(path, busy_timeout)
+        connection.inline = False
+        return connection
 
     return create
 
@@ -86,7 +98,11 @@ async def main() -> None:
     parser.add_argument("--batches", default="1,5", help="reports per transaction, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    configurations = [("sqlite", "stock aiosqlite", stock_aiosqlite), ("sqlite", "prefetching", sqlite_connection.creator)]
+    configurations = [
+        ("sqlite", "stock aiosqlite", stock_aiosqlite),
+        ("sqlite", "prefetch, thread", prefetching_on_thread),
+        ("sqlite", "prefetch, inline", sqlite_connection.creator),
+    ]
     if not await postgres_available():
         configurations.append(("postgresql", "asyncpg", sqlite_connection.creator))
     print(f"{'database':12s}{'connection':18s}{'batch':>6s}{'CPU ms/job':>12s}{'wall ms/job':>13s}")

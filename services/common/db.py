@@ -58,7 +58,7 @@ def _create_engine(url: str) -> AsyncEngine:
             # sessions take no lock: under WAL they read a snapshot beside the writer
             # instead of queueing behind it.
             read_only = connection.get_execution_options().get(READ_ONLY)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            connection.exec_driver_sql(sqlite_connection.BEGIN_READ if read_only else sqlite_connection.BEGIN_IMMEDIATE)
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

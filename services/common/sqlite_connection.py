@@ -10,6 +10,15 @@ wall time and a good part of its CPU. Here a cursor does all four in one trip
 
 Rows are fetched at once, so this suits what the services run (small results), not a
 server-side cursor streaming millions of rows.
+
+Most statements do not even make that one trip: those that cannot wait on a lock run
+right here on the event loop, a few microseconds each. Under WAL that is every statement
+of a transaction holding the write lock (BEGIN IMMEDIATE returned: readers never block
+the writer), a read-only transaction's BEGIN (deferred: it takes no lock) and its
+SELECTs, and the end of a read. What may wait still goes to the thread: BEGIN IMMEDIATE
+(another writer may hold the lock), a write's COMMIT (it may checkpoint the WAL, disk
+I/O) and anything outside those transactions. Blocking the loop there could wait on a
+transaction of this process that itself waits for the loop.
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
+
+
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"  # a write transaction (services.common.db issues these)
+BEGIN_READ = "BEGIN"  # a read-only one
 
 
 class PrefetchingCursor(aiosqlite.Cursor):
@@ -31,7 +44,8 @@ class PrefetchingCursor(aiosqlite.Cursor):
         self._lastrowid: int | None = None
 
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> PrefetchingCursor:
-        run = self._conn._conn
+        connection: PrefetchingConnection = self._conn  # type: ignore[assignment]
+        run = connection._conn
         params = parameters if parameters is not None else ()
 
         def execute_and_fetch() -> tuple[Any, list[Any], int, int | None]:
@@ -46,11 +60,16 @@ class PrefetchingCursor(aiosqlite.Cursor):
             finally:
                 cursor.close()
 
-        self._description, self._rows, self._rowcount, self._lastrowid = await self._execute(execute_and_fetch)
+        if connection.runs_inline(sql):
+            self._description, self._rows, self._rowcount, self._lastrowid = execute_and_fetch()
+        else:
+            self._description, self._rows, self._rowcount, self._lastrowid = await self._execute(execute_and_fetch)
+        connection.began(sql)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PrefetchingCursor:
-        run = self._conn._conn
+        connection: PrefetchingConnection = self._conn  # type: ignore[assignment]
+        run = connection._conn
 
         def execute_many() -> tuple[int, int | None]:
             cursor = run.cursor()
@@ -61,7 +80,10 @@ class PrefetchingCursor(aiosqlite.Cursor):
                 cursor.close()
 
         self._description, self._rows = None, []
-        self._rowcount, self._lastrowid = await self._execute(execute_many)
+        if connection.runs_inline(sql):
+            self._rowcount, self._lastrowid = execute_many()
+        else:
+            self._rowcount, self._lastrowid = await self._execute(execute_many)
         return self
 
     async def fetchone(self) -> Any:
@@ -101,9 +123,50 @@ class PrefetchingCursor(aiosqlite.Cursor):
 
 
 class PrefetchingConnection(aiosqlite.Connection):
+    # False sends every statement to the thread (bench.scheduler.transactions compares).
+    inline = True
+    # The transaction open now, as its BEGIN said: BEGIN_IMMEDIATE, BEGIN_READ or "".
+    _began = ""
+
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]
         # Made here, not on the thread: the sqlite3 cursor comes with each statement.
         return PrefetchingCursor(self)
+
+    def _open(self) -> str:
+        """The open transaction's kind ("" if none: SQLite also ends one by itself on some errors)."""
+        if not self._conn.in_transaction:
+            self._began = ""
+        return self._began
+
+    def runs_inline(self, sql: str) -> bool:
+        """Whether `sql` cannot wait on a lock, and so runs on the caller's thread."""
+        if not self.inline:
+            return False
+        if sql == BEGIN_READ:
+            return True
+        kind = self._open()
+        return kind == BEGIN_IMMEDIATE or (kind == BEGIN_READ and sql.lstrip()[:6].upper() == "SELECT")
+
+    def began(self, sql: str) -> None:
+        if sql in (BEGIN_IMMEDIATE, BEGIN_READ):
+            self._began = sql
+
+    async def commit(self) -> None:
+        if self._open() == BEGIN_READ and self.inline:
+            self._conn.commit()
+        else:
+            await super().commit()
+        self._began = ""
+
+    async def rollback(self) -> None:
+        # The pool rolls back every connection it gets back: after a commit there is nothing
+        # to roll back, and a read's end releases its snapshot only.
+        kind = self._open()
+        self._began = ""
+        if kind == BEGIN_READ and self.inline:
+            self._conn.rollback()
+        elif kind:
+            await super().rollback()
 
 
 async def connect(path: str, busy_timeout: float) -> PrefetchingConnection:

@@ -1,8 +1,11 @@
 """SQLite through SQLAlchemy on the prefetching aiosqlite connection (services.common.sqlite_connection):
 what SQLAlchemy reads of a cursor still answers right, errors keep their types and roll
-back, and a statement costs one trip to the connection's thread."""
+back, only what may wait on a lock goes to the connection's thread (a write's BEGIN and
+COMMIT), and writers of one process never wait on each other forever."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
@@ -58,21 +61,73 @@ async def test_an_error_keeps_its_type_and_nothing_of_the_transaction_stays(engi
             await session.execute(text("SELECT * FROM missing"))
 
 
-async def test_a_statement_is_one_trip_to_the_connections_thread(engine, monkeypatch):
-    trips = 0
+@pytest.fixture
+def trips(monkeypatch):
+    """Counts trips to connections' threads, by what each runs (its function's name)."""
+    made: list[str] = []
     original = sqlite_connection.PrefetchingConnection._execute
 
     async def counted(self, fn, *args, **kwargs):
-        nonlocal trips
-        trips += 1
+        made.append(getattr(fn, "__name__", repr(fn)))
         return await original(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(sqlite_connection.PrefetchingConnection, "_execute", counted)
-    async with engine.connect() as connection:
-        await connection.execute(select(items))  # the connection's first use: its BEGIN and pragmas
-        before = trips
-        for name in "pqr":
-            await connection.execute(insert(items).values(name=name))
-        rows = (await connection.execute(select(items.c.name).order_by(items.c.name))).scalars().all()
+    return made
+
+
+async def test_a_read_makes_no_trip_and_a_write_in_it_goes_to_the_thread(engine, trips):
+    async with engine.begin() as connection:
+        await connection.execute(insert(items), [{"name": n} for n in "pqr"])
+    trips.clear()
+    async with db.session_factory(engine, read_only=True)() as session:
+        for _ in range(3):
+            rows = (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all()
         assert rows == ["p", "q", "r"]
-        assert trips - before == 4  # stock aiosqlite: 4 trips a statement (cursor, execute, fetch, close)
+        assert trips == []  # BEGIN (deferred, no lock), the SELECTs and the end: on the loop
+        # A read-only session must not write; if it does, its write may wait for the lock,
+        # so it waits on the connection's thread, not on the loop.
+        await session.execute(insert(items).values(name="s"))
+        assert trips == ["execute_and_fetch"]
+        await session.commit()
+
+
+async def test_inside_a_write_transaction_statements_make_no_trip(engine, trips):
+    async with db.session_factory(engine).begin() as session:
+        for name in "pqr":
+            await session.execute(insert(items).values(name=name))
+        rows = (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all()
+        assert rows == ["p", "q", "r"]
+        assert trips == ["execute_and_fetch"]  # the BEGIN IMMEDIATE the first statement began with
+    # The commit went to the thread (it may checkpoint the WAL); the pool's rollback on the
+    # returned connection found no transaction open and made no trip.
+    assert trips == ["execute_and_fetch", "commit"]
+    async with db.session_factory(engine, read_only=True)() as session:
+        assert (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all() == ["p", "q", "r"]
+
+
+async def test_writers_on_two_engines_of_one_process_take_turns(engine, tmp_path):
+    """The second writer's BEGIN IMMEDIATE waits for the lock on its own thread, never on the
+    event loop, where it would block the first writer's commit (a deadlock)."""
+    other = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'items.db'}")
+    try:
+
+        async def write(engine_, name: str) -> None:
+            async with db.session_factory(engine_).begin() as session:
+                await session.execute(insert(items).values(name=name))
+                await asyncio.sleep(0.01)  # hold the write lock across a wait on the loop
+                await session.execute(update(items).where(items.c.name == name).values(name=name + "!"))
+
+        async def read() -> int:
+            async with db.session_factory(other, read_only=True)() as session:
+                return len((await session.execute(select(items))).all())
+
+        names = [f"w{i}" for i in range(12)]
+        await asyncio.wait_for(
+            asyncio.gather(*(write(engine if i % 2 else other, n) for i, n in enumerate(names)), *(read() for _ in range(6))),
+            timeout=30,
+        )
+        async with db.session_factory(engine, read_only=True)() as session:
+            stored = (await session.execute(select(items.c.name))).scalars().all()
+        assert sorted(stored) == sorted(n + "!" for n in names)
+    finally:
+        await other.dispose()
