@@ -21,6 +21,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -368,6 +369,38 @@ def check_readable_slide(path: str) -> None:
 
 
 validate = check_readable_slide  # the name the issue uses: open AND decode, at workflow creation
+
+
+class RememberedSlideChecks:
+    """A slide check (check_readable_slide) that remembers the files that passed it: a file
+    unchanged since (same device, inode, size and modification time) is not opened and
+    decoded again. Labs submit workflow after workflow over the same slides, and every
+    CreateWorkflow checks each of its slides (~1 ms each, on the scheduler's CPU). Failures
+    are not remembered: a fixed or newly copied file is checked afresh."""
+
+    def __init__(self, check: Callable[[str], None] = check_readable_slide, capacity: int = 4096) -> None:
+        self._check = check
+        self._capacity = capacity
+        self._passed: OrderedDict[str, tuple[int, int, int, int]] = OrderedDict()
+        self._lock = threading.Lock()  # validation runs in worker threads
+
+    def __call__(self, path: str) -> None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            self._check(path)  # raises the check's own error, which says what is wrong
+            return
+        version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if self._passed.get(path) == version:
+                self._passed.move_to_end(path)
+                return
+        self._check(path)
+        with self._lock:
+            self._passed[path] = version
+            self._passed.move_to_end(path)
+            while len(self._passed) > self._capacity:
+                self._passed.popitem(last=False)
 
 
 def level_read_size(slide: SlideReader, level: int, width: int, height: int) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.common import db
 from services.common.api.slidelane.internal.v1 import scheduler_pb2_grpc, tenancy_pb2_grpc
 from services.common.server import ServiceApp
-from services.common.slides import check_readable_slide
+from services.common.slides import RememberedSlideChecks
 from services.common.tracing import internal_channel
 from services.scheduler.admission_client import AdmissionClient
 from services.scheduler.cancellation import CancelNotifier
@@ -33,7 +33,7 @@ async def build(app: ServiceApp) -> None:
             admission,
             CancelNotifier(app.nats),
             settings.slide_roots,
-            check_readable_slide,
+            RememberedSlideChecks(),
             loops.wake,
         ),
         "slidelane.internal.v1.SchedulerService",

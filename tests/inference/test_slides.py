@@ -10,6 +10,7 @@ import pytest
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.slides import (
     MissingMppError,
+    RememberedSlideChecks,
     SlideCache,
     SlideError,
     check_readable_slide,
@@ -85,6 +86,37 @@ def test_missing_and_non_slide_files(tmp_path: Path) -> None:
     with pytest.raises(SlideError) as raised:
         check_readable_slide(str(junk))
     assert raised.value.permanent and "junk.svs" in str(raised.value)
+
+
+def test_remembered_checks_open_a_slide_again_only_when_its_file_changed(tmp_path: Path) -> None:
+    opened: list[str] = []
+
+    def counted(path: str) -> None:
+        opened.append(path)
+        check_readable_slide(path)
+
+    checks = RememberedSlideChecks(counted, capacity=2)
+    first = str(write_test_slide(tmp_path / "a.tif", 64, 64, seed=1).path)
+    checks(first)
+    checks(first)
+    assert opened == [first]
+    write_test_slide(tmp_path / "a.tif", 96, 64, seed=2)  # rewritten in place: checked afresh
+    checks(first)
+    assert opened == [first, first]
+    junk = tmp_path / "junk.svs"
+    junk.write_bytes(b"not a slide at all" * 100)
+    for _ in range(2):  # a failure is not remembered: each submission hears it
+        with pytest.raises(SlideError):
+            checks(str(junk))
+    assert opened.count(str(junk)) == 2
+    with pytest.raises(SlideError, match="no such file"):
+        checks(str(tmp_path / "nope.svs"))
+    # Only the last `capacity` slides are remembered.
+    others = [str(write_test_slide(tmp_path / f"{n}.tif", 32, 32, seed=3).path) for n in "bc"]
+    for path in others:
+        checks(path)
+    checks(first)
+    assert opened[-1] == first
 
 
 def test_generated_aperio_pyramid(tmp_path: Path) -> None:
