@@ -275,7 +275,8 @@ def main() -> None:
                 runs.setdefault("celery+redis", []).append(run_celery(slide, args))
     results = [sorted(rounds, key=lambda r: r.jobs_per_second)[len(rounds) // 2] for rounds in runs.values()]
     print(json.dumps({name: [asdict(r) for r in rounds] for name, rounds in runs.items()}, indent=2))
-    print(f"\n{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'1st start ms':>14}   (median of {args.rounds} round(s))")
+    header = f"{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'1st start ms':>14}"
+    print(f"\n{header}   (median of {args.rounds} round(s))")
     for r in results:
         print(
             f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}"

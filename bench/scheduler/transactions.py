@@ -9,7 +9,8 @@ time per job, on SQLite through stock aiosqlite (SQLAlchemy's dialect as shipped
 trips to the connection's thread per statement) side by side with the prefetching
 connection the services use (services.common.sqlite_connection), once with every
 statement sent to its thread (one trip each) and once as the services run it (statements
-that cannot wait on a lock inline), then on PostgreSQL when it answers. Runs alternate, and each configuration's median of --rounds is reported.
+that cannot wait on a lock inline), then on PostgreSQL when it answers. Runs alternate,
+and each configuration's median of --rounds is reported.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Streams (all file storage):
   TILES     tiles.<tenant>.<branch>.<job_id>       work queue; coordinates, never pixels
   RESULTS   results.<tenant>.<job_id>              work queue; storage merges them
   STATUS    status.<tenant>.<job_id>               work queue; the scheduler consumes it
-  EVENTS    events.<tenant>.<workflow_id>          limits retention (24 h), for watchers
+  EVENTS    events.<tenant>.<workflow_id>          limits retention (24 h), for watchers; each
+                                                   message a WorkflowEventBatch (one transaction's)
 Each work-queue stream has ONE durable pull consumer that every replica binds to,
 so each message goes to exactly one replica (a WorkQueue stream allows no more).
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import aiosqlite
 
-
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"  # a write transaction (services.common.db issues these)
 BEGIN_READ = "BEGIN"  # a read-only one
 

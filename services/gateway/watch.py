@@ -3,7 +3,8 @@
 The gateway subscribes to `events.<tenant>.>` only for tenants that have a watcher
 (isolation by construction: a watcher's queue is fed from its own tenant's subject).
 A resumed watch (after_seq > 0) first replays the missed events from the EVENTS
-stream, then continues live, skipping what it already sent. A watcher whose queue
+stream, then continues live, skipping what it already sent. Each message carries the
+events of one scheduler transaction (a WorkflowEventBatch), each with its own seq. A watcher whose queue
 fills is sent WatchLagged and dropped, so it never slows anyone else.
 """
 
@@ -21,7 +22,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.common import jetstream, metrics
-from services.common.api.slidelane.internal.v1 import scheduler_pb2
+from services.common.api.slidelane.internal.v1 import messaging_pb2, scheduler_pb2
 from services.common.api.slidelane.v1 import (
     events_pb2,
     progress_service_pb2,
@@ -87,9 +88,10 @@ class WatchHub:
 
     async def _deliver(self, message: Msg) -> None:
         tenant = message.subject.split(".")[1]
-        event = events_pb2.WorkflowEvent.FromString(message.data)
-        for watcher in list(self._watchers.get(tenant, ())):
-            watcher.offer(event)
+        watchers = list(self._watchers.get(tenant, ()))
+        for event in messaging_pb2.WorkflowEventBatch.FromString(message.data).events:
+            for watcher in watchers:
+                watcher.offer(event)
 
     async def replay(self, tenant: str, workflow_id: str, after_seq: int) -> list[events_pb2.WorkflowEvent]:
         """Events of one workflow with seq > after_seq, from the EVENTS stream."""
@@ -107,9 +109,7 @@ class WatchHub:
                     message = await subscription.next_msg(timeout=REPLAY_IDLE_SECONDS)
                 except TimeoutError:
                     break
-                event = events_pb2.WorkflowEvent.FromString(message.data)
-                if event.seq > after_seq:
-                    found.append(event)
+                found += [e for e in messaging_pb2.WorkflowEventBatch.FromString(message.data).events if e.seq > after_seq]
                 if pending == 0 and message.metadata.num_pending == 0:
                     break
         finally:

@@ -3,6 +3,12 @@
 Events of one workflow are numbered 1, 2, ... (workflows.event_seq holds the last),
 so a watcher can resume after a reconnect. Callers hold the workflow's row lock
 (or SQLite's single writer) while numbering, so no two events share a number.
+
+A transaction writes one outbox row per workflow for its events: a WorkflowEventBatch,
+numbered by its last event (its message id, so a re-published row is dropped by
+JetStream as a duplicate). Rows of one workflow are merged before they are inserted
+(merge_event_rows): serialized protobuf messages concatenate into their merge, so the
+batches' bytes are joined, in order.
 """
 
 from __future__ import annotations
@@ -79,26 +85,43 @@ def job_progressed(job: JobLike, workflow_progress: types_pb2.Progress) -> event
 
 
 def outbox_event_values(workflow: WorkflowLike, events: list[events_pb2.WorkflowEvent], now: datetime) -> list[dict[str, Any]]:
-    """Number the events after the workflow's last one (advancing event_seq): outbox row values."""
-    rows = []
-    subject = jetstream.events_subject(workflow.tenant_id, workflow.id)
+    """Number the events after the workflow's last one (advancing event_seq): the outbox row
+    values of their batch ([] for no events)."""
+    if not events:
+        return []
     for event in events:
         workflow.event_seq += 1
         event.workflow_id = workflow.id
         event.seq = workflow.event_seq
         event.time.FromDatetime(now)
-        rows.append(
-            {
-                "tenant_id": workflow.tenant_id,
-                "workflow_id": workflow.id,
-                "seq": workflow.event_seq,
-                "subject": subject,
-                "payload": event.SerializeToString(),
-                "headers": trace_headers(workflow),
-                "created_at": now,
-            }
-        )
-    return rows
+    return [
+        {
+            "tenant_id": workflow.tenant_id,
+            "workflow_id": workflow.id,
+            "seq": workflow.event_seq,
+            "subject": jetstream.events_subject(workflow.tenant_id, workflow.id),
+            "payload": messaging_pb2.WorkflowEventBatch(events=events).SerializeToString(),
+            "headers": trace_headers(workflow),
+            "created_at": now,
+        }
+    ]
+
+
+def merge_event_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event row per workflow: a workflow's batches joined in order (at the place of its
+    first), numbered by the last; dispatch rows (seq 0) as they are."""
+    merged: list[dict[str, Any]] = []
+    first_of: dict[str, dict[str, Any]] = {}
+    for row in values:
+        if not row["seq"]:
+            merged.append(row)
+        elif (first := first_of.get(row["workflow_id"])) is None:
+            first_of[row["workflow_id"]] = row = dict(row)
+            merged.append(row)
+        else:
+            first["payload"] += row["payload"]
+            first["seq"] = row["seq"]
+    return merged
 
 
 class DispatchedJob(Protocol):

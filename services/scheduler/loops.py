@@ -46,8 +46,8 @@ def message_id(row: OutboxMessage) -> str:
     Not the row id: published rows are deleted and SQLite hands their ids out again,
     and JetStream would then drop a new message as a duplicate of an old one.
     """
-    if row.seq:
-        return f"event-{row.workflow_id}-{row.seq}"
+    if row.seq:  # a batch of events, numbered by its last
+        return f"events-{row.workflow_id}-{row.seq}"
     return f"dispatch-{hashlib.sha256(row.payload).hexdigest()[:32]}"
 
 

@@ -216,10 +216,10 @@ class WorkflowRepository:
 
     @staticmethod
     async def _insert_outbox(session: AsyncSession, values: list[dict[str, Any]]) -> None:
-        """Insert outbox rows (one multi-row INSERT); what it returns goes to the outbox loop
-        after the commit."""
+        """Insert outbox rows (one multi-row INSERT, one event row per workflow); what it
+        returns goes to the outbox loop after the commit."""
         if values:
-            written = await session.execute(_INSERT_OUTBOX_RETURNING, values)
+            written = await session.execute(_INSERT_OUTBOX_RETURNING, events.merge_event_rows(values))
             session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:

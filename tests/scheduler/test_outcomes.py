@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.scheduler.outcomes import JobReport, WorkflowEnded, report_from_status
-from tests.scheduler.workloads import JS, WS, jobs_of, new_tenant, plan, running, start
+from tests.scheduler.workloads import JS, WS, events_in, jobs_of, new_tenant, plan, running, start
 
 
 async def test_transient_failures_back_off_exponentially_then_fail_for_good(repository):
@@ -161,8 +161,8 @@ async def test_a_batch_of_reports_applies_in_order_in_one_transaction(repository
     )
     assert outcomes[0].workflow_ended is None
     assert outcomes[1].workflow_ended == WorkflowEnded(ivy, workflow_id, "SUCCEEDED")
-    rows = [r for r in await repository.fetch_unpublished(1000) if r.seq]
-    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    events = events_in(await repository.fetch_unpublished(1000))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
 def test_status_messages_become_reports():

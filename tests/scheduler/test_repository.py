@@ -10,12 +10,11 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common import db
 from services.common.api.slidelane.internal.v1 import messaging_pb2
-from services.common.api.slidelane.v1 import events_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler.models import JobRow, LaneSeqRow, OutboxRow, WorkflowRow
 from services.scheduler.validation import PlannedJob
 from tests.scheduler.conftest import MIGRATIONS
-from tests.scheduler.workloads import JS, WS, jobs_of, new_tenant, running, start
+from tests.scheduler.workloads import JS, WS, events_in, jobs_of, new_tenant, running, start
 
 
 async def test_migrations_create_the_tables_and_can_run_again(database_url):
@@ -84,8 +83,11 @@ async def test_events_are_numbered_without_gaps_and_published_rows_go(repository
     await repository.mark_succeeded(carol, job.id, 1)
     rows = await repository.fetch_unpublished(1000)
     event_rows = [r for r in rows if r.subject == f"events.{carol}.{workflow_id}"]
-    parsed = [events_pb2.WorkflowEvent.FromString(r.payload) for r in event_rows]
-    assert [e.seq for e in parsed] == [r.seq for r in event_rows] == list(range(1, len(parsed) + 1))
+    parsed = events_in(event_rows)
+    assert [e.seq for e in parsed] == list(range(1, len(parsed) + 1))
+    # One message per transaction, numbered by its last event.
+    assert [r.seq for r in event_rows] == [e.seq for e in parsed if e.seq in {r.seq for r in event_rows}]
+    assert len(event_rows) == 4  # created+admitted, claimed, progressed, succeeded
     assert {r.tenant_id for r in rows} == {carol} and {r.workflow_id for r in rows} == {workflow_id}
     kinds = [e.WhichOneof("kind") for e in parsed]
     assert kinds == ["workflow_state_changed", "job_state_changed", "job_state_changed", "job_progressed"] + [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from services.common.api.slidelane.v1 import types_pb2
+from services.common.api.slidelane.internal.v1 import messaging_pb2
+from services.common.api.slidelane.v1 import events_pb2, types_pb2
 from services.scheduler.repository import WorkflowRepository
 from services.scheduler.validation import PlannedJob, submission_topological_order
 
@@ -34,3 +35,8 @@ async def jobs_of(repository: WorkflowRepository, workflow_id: str, tenant: str)
 async def running(repository: WorkflowRepository, tenant: str) -> list[types_pb2.Job]:
     workflows, _ = await repository.list_workflows(tenant, 500, "")
     return [j for w in workflows for j in w.jobs if j.state == JS.JOB_STATE_RUNNING]
+
+
+def events_in(rows) -> list[events_pb2.WorkflowEvent]:  # type: ignore[no-untyped-def]
+    """The workflow events that outbox rows (or EVENTS messages' payloads) carry, in order."""
+    return [e for row in rows if row.seq for e in messaging_pb2.WorkflowEventBatch.FromString(row.payload).events]

@@ -23,39 +23,42 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from services.common.api.slidelane.v1 import events_pb2 as slidelane_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%slidelane/internal/v1/messaging.proto\x12\x15slidelane.internal.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xc1\x01\n\x0bJobDispatch\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x10\n\x08job_type\x18\x05 \x01(\t\x12\x12\n\nimage_path\x18\x06 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x07 \x01(\t\x12\'\n\x06params\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\";\n\x04Rect\x12\t\n\x01x\x18\x01 \x01(\x03\x12\t\n\x01y\x18\x02 \x01(\x03\x12\r\n\x05width\x18\x03 \x01(\x03\x12\x0e\n\x06height\x18\x04 \x01(\x03\"\xb7\x02\n\x08TileTask\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ntile_index\x18\x05 \x01(\x05\x12\x12\n\nimage_path\x18\x06 \x01(\t\x12\x30\n\x0bread_region\x18\x07 \x01(\x0b\x32\x1b.slidelane.internal.v1.Rect\x12\x30\n\x0b\x63ore_region\x18\x08 \x01(\x0b\x32\x1b.slidelane.internal.v1.Rect\x12\r\n\x05level\x18\t \x01(\x05\x12\r\n\x05scale\x18\n \x01(\x01\x12\x10\n\x08norm_low\x18\x0b \x03(\x02\x12\x11\n\tnorm_high\x18\x0c \x03(\x02\x12\x13\n\x0btiles_total\x18\r \x01(\x05\"t\n\x04\x43\x65ll\x12\x11\n\tpolygon_x\x18\x01 \x03(\x02\x12\x11\n\tpolygon_y\x18\x02 \x03(\x02\x12\x0c\n\x04\x61rea\x18\x03 \x01(\x01\x12\x12\n\ncentroid_x\x18\x04 \x01(\x01\x12\x12\n\ncentroid_y\x18\x05 \x01(\x01\x12\x10\n\x08label_id\x18\x06 \x01(\x05\"\xe7\x01\n\nTileResult\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ntile_index\x18\x05 \x01(\x05\x12\x13\n\x0btiles_total\x18\x06 \x01(\x05\x12*\n\x05\x63\x65lls\x18\x07 \x03(\x0b\x32\x1b.slidelane.internal.v1.Cell\x12\r\n\x05model\x18\x08 \x01(\t\x12\x11\n\tworker_id\x18\t \x01(\t\x12\x19\n\x11inference_seconds\x18\n \x01(\x01\"\xbc\x02\n\tJobStatus\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x34\n\x07planned\x18\n \x01(\x0b\x32!.slidelane.internal.v1.JobPlannedH\x00\x12:\n\x08progress\x18\x0b \x01(\x0b\x32&.slidelane.internal.v1.JobTileProgressH\x00\x12\x38\n\tsucceeded\x18\x0c \x01(\x0b\x32#.slidelane.internal.v1.JobSucceededH\x00\x12\x32\n\x06\x66\x61iled\x18\r \x01(\x0b\x32 .slidelane.internal.v1.JobFailedH\x00\x42\x06\n\x04kind\"!\n\nJobPlanned\x12\x13\n\x0btiles_total\x18\x01 \x01(\x05\":\n\x0fJobTileProgress\x12\x12\n\ntiles_done\x18\x01 \x01(\x05\x12\x13\n\x0btiles_total\x18\x02 \x01(\x05\"9\n\x0cJobSucceeded\x12\x14\n\x0cresult_files\x18\x01 \x03(\t\x12\x13\n\x0btotal_cells\x18\x02 \x01(\x03\"/\n\tJobFailed\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tpermanent\x18\x02 \x01(\x08\"\x86\x02\n\x07JobPlan\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x17\n\x0fworkflow_job_id\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12\x13\n\x0btiles_total\x18\x07 \x01(\x05\x12\x13\n\x0bslide_width\x18\x08 \x01(\x03\x12\x14\n\x0cslide_height\x18\t \x01(\x03\x12\x0b\n\x03mpp\x18\n \x01(\x01\x12\r\n\x05model\x18\x0b \x01(\t\x12\x17\n\x0ftissue_fraction\x18\x0c \x01(\x01\x12\x12\n\nimage_path\x18\r \x01(\t\"|\n\x10TissueMaskResult\x12,\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.slidelane.internal.v1.JobPlan\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0f\n\x07geojson\x18\x03 \x01(\t\x12\x17\n\x0fmask_downsample\x18\x04 \x01(\x01\"\xbb\x01\n\x0eResultEnvelope\x12.\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.slidelane.internal.v1.JobPlanH\x00\x12\x31\n\x04tile\x18\x02 \x01(\x0b\x32!.slidelane.internal.v1.TileResultH\x00\x12>\n\x0btissue_mask\x18\x03 \x01(\x0b\x32\'.slidelane.internal.v1.TissueMaskResultH\x00\x42\x06\n\x04kindb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%slidelane/internal/v1/messaging.proto\x12\x15slidelane.internal.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19slidelane/v1/events.proto\"\xc1\x01\n\x0bJobDispatch\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x10\n\x08job_type\x18\x05 \x01(\t\x12\x12\n\nimage_path\x18\x06 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x07 \x01(\t\x12\'\n\x06params\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\";\n\x04Rect\x12\t\n\x01x\x18\x01 \x01(\x03\x12\t\n\x01y\x18\x02 \x01(\x03\x12\r\n\x05width\x18\x03 \x01(\x03\x12\x0e\n\x06height\x18\x04 \x01(\x03\"\xb7\x02\n\x08TileTask\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ntile_index\x18\x05 \x01(\x05\x12\x12\n\nimage_path\x18\x06 \x01(\t\x12\x30\n\x0bread_region\x18\x07 \x01(\x0b\x32\x1b.slidelane.internal.v1.Rect\x12\x30\n\x0b\x63ore_region\x18\x08 \x01(\x0b\x32\x1b.slidelane.internal.v1.Rect\x12\r\n\x05level\x18\t \x01(\x05\x12\r\n\x05scale\x18\n \x01(\x01\x12\x10\n\x08norm_low\x18\x0b \x03(\x02\x12\x11\n\tnorm_high\x18\x0c \x03(\x02\x12\x13\n\x0btiles_total\x18\r \x01(\x05\"t\n\x04\x43\x65ll\x12\x11\n\tpolygon_x\x18\x01 \x03(\x02\x12\x11\n\tpolygon_y\x18\x02 \x03(\x02\x12\x0c\n\x04\x61rea\x18\x03 \x01(\x01\x12\x12\n\ncentroid_x\x18\x04 \x01(\x01\x12\x12\n\ncentroid_y\x18\x05 \x01(\x01\x12\x10\n\x08label_id\x18\x06 \x01(\x05\"\xe7\x01\n\nTileResult\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ntile_index\x18\x05 \x01(\x05\x12\x13\n\x0btiles_total\x18\x06 \x01(\x05\x12*\n\x05\x63\x65lls\x18\x07 \x03(\x0b\x32\x1b.slidelane.internal.v1.Cell\x12\r\n\x05model\x18\x08 \x01(\t\x12\x11\n\tworker_id\x18\t \x01(\t\x12\x19\n\x11inference_seconds\x18\n \x01(\x01\"\xbc\x02\n\tJobStatus\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x34\n\x07planned\x18\n \x01(\x0b\x32!.slidelane.internal.v1.JobPlannedH\x00\x12:\n\x08progress\x18\x0b \x01(\x0b\x32&.slidelane.internal.v1.JobTileProgressH\x00\x12\x38\n\tsucceeded\x18\x0c \x01(\x0b\x32#.slidelane.internal.v1.JobSucceededH\x00\x12\x32\n\x06\x66\x61iled\x18\r \x01(\x0b\x32 .slidelane.internal.v1.JobFailedH\x00\x42\x06\n\x04kind\"!\n\nJobPlanned\x12\x13\n\x0btiles_total\x18\x01 \x01(\x05\":\n\x0fJobTileProgress\x12\x12\n\ntiles_done\x18\x01 \x01(\x05\x12\x13\n\x0btiles_total\x18\x02 \x01(\x05\"9\n\x0cJobSucceeded\x12\x14\n\x0cresult_files\x18\x01 \x03(\t\x12\x13\n\x0btotal_cells\x18\x02 \x01(\x03\"/\n\tJobFailed\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tpermanent\x18\x02 \x01(\x08\"\x86\x02\n\x07JobPlan\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x17\n\x0fworkflow_job_id\x18\x05 \x01(\t\x12\x10\n\x08job_type\x18\x06 \x01(\t\x12\x13\n\x0btiles_total\x18\x07 \x01(\x05\x12\x13\n\x0bslide_width\x18\x08 \x01(\x03\x12\x14\n\x0cslide_height\x18\t \x01(\x03\x12\x0b\n\x03mpp\x18\n \x01(\x01\x12\r\n\x05model\x18\x0b \x01(\t\x12\x17\n\x0ftissue_fraction\x18\x0c \x01(\x01\x12\x12\n\nimage_path\x18\r \x01(\t\"|\n\x10TissueMaskResult\x12,\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.slidelane.internal.v1.JobPlan\x12\x10\n\x08mask_png\x18\x02 \x01(\x0c\x12\x0f\n\x07geojson\x18\x03 \x01(\t\x12\x17\n\x0fmask_downsample\x18\x04 \x01(\x01\"\xbb\x01\n\x0eResultEnvelope\x12.\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.slidelane.internal.v1.JobPlanH\x00\x12\x31\n\x04tile\x18\x02 \x01(\x0b\x32!.slidelane.internal.v1.TileResultH\x00\x12>\n\x0btissue_mask\x18\x03 \x01(\x0b\x32\'.slidelane.internal.v1.TissueMaskResultH\x00\x42\x06\n\x04kind\"A\n\x12WorkflowEventBatch\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.slidelane.v1.WorkflowEventb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'slidelane.internal.v1.messaging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBDISPATCH']._serialized_start=95
-  _globals['_JOBDISPATCH']._serialized_end=288
-  _globals['_RECT']._serialized_start=290
-  _globals['_RECT']._serialized_end=349
-  _globals['_TILETASK']._serialized_start=352
-  _globals['_TILETASK']._serialized_end=663
-  _globals['_CELL']._serialized_start=665
-  _globals['_CELL']._serialized_end=781
-  _globals['_TILERESULT']._serialized_start=784
-  _globals['_TILERESULT']._serialized_end=1015
-  _globals['_JOBSTATUS']._serialized_start=1018
-  _globals['_JOBSTATUS']._serialized_end=1334
-  _globals['_JOBPLANNED']._serialized_start=1336
-  _globals['_JOBPLANNED']._serialized_end=1369
-  _globals['_JOBTILEPROGRESS']._serialized_start=1371
-  _globals['_JOBTILEPROGRESS']._serialized_end=1429
-  _globals['_JOBSUCCEEDED']._serialized_start=1431
-  _globals['_JOBSUCCEEDED']._serialized_end=1488
-  _globals['_JOBFAILED']._serialized_start=1490
-  _globals['_JOBFAILED']._serialized_end=1537
-  _globals['_JOBPLAN']._serialized_start=1540
-  _globals['_JOBPLAN']._serialized_end=1802
-  _globals['_TISSUEMASKRESULT']._serialized_start=1804
-  _globals['_TISSUEMASKRESULT']._serialized_end=1928
-  _globals['_RESULTENVELOPE']._serialized_start=1931
-  _globals['_RESULTENVELOPE']._serialized_end=2118
+  _globals['_JOBDISPATCH']._serialized_start=122
+  _globals['_JOBDISPATCH']._serialized_end=315
+  _globals['_RECT']._serialized_start=317
+  _globals['_RECT']._serialized_end=376
+  _globals['_TILETASK']._serialized_start=379
+  _globals['_TILETASK']._serialized_end=690
+  _globals['_CELL']._serialized_start=692
+  _globals['_CELL']._serialized_end=808
+  _globals['_TILERESULT']._serialized_start=811
+  _globals['_TILERESULT']._serialized_end=1042
+  _globals['_JOBSTATUS']._serialized_start=1045
+  _globals['_JOBSTATUS']._serialized_end=1361
+  _globals['_JOBPLANNED']._serialized_start=1363
+  _globals['_JOBPLANNED']._serialized_end=1396
+  _globals['_JOBTILEPROGRESS']._serialized_start=1398
+  _globals['_JOBTILEPROGRESS']._serialized_end=1456
+  _globals['_JOBSUCCEEDED']._serialized_start=1458
+  _globals['_JOBSUCCEEDED']._serialized_end=1515
+  _globals['_JOBFAILED']._serialized_start=1517
+  _globals['_JOBFAILED']._serialized_end=1564
+  _globals['_JOBPLAN']._serialized_start=1567
+  _globals['_JOBPLAN']._serialized_end=1829
+  _globals['_TISSUEMASKRESULT']._serialized_start=1831
+  _globals['_TISSUEMASKRESULT']._serialized_end=1955
+  _globals['_RESULTENVELOPE']._serialized_start=1958
+  _globals['_RESULTENVELOPE']._serialized_end=2145
+  _globals['_WORKFLOWEVENTBATCH']._serialized_start=2147
+  _globals['_WORKFLOWEVENTBATCH']._serialized_end=2212
 # @@protoc_insertion_point(module_scope)

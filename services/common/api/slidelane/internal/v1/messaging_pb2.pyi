@@ -1,4 +1,5 @@
 from google.protobuf import struct_pb2 as _struct_pb2
+from services.common.api.slidelane.v1 import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -212,3 +213,9 @@ class ResultEnvelope(_message.Message):
     tile: TileResult
     tissue_mask: TissueMaskResult
     def __init__(self, plan: _Optional[_Union[JobPlan, _Mapping]] = ..., tile: _Optional[_Union[TileResult, _Mapping]] = ..., tissue_mask: _Optional[_Union[TissueMaskResult, _Mapping]] = ...) -> None: ...
+
+class WorkflowEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_events_pb2.WorkflowEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.WorkflowEvent, _Mapping]]] = ...) -> None: ...
