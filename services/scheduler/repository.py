@@ -21,7 +21,6 @@ the lane rule is in services.scheduler.lanes.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -51,6 +50,7 @@ from services.scheduler.outcomes import (
     workflow_progress,
 )
 from services.scheduler.validation import PlannedJob
+from services.scheduler.write_queue import WriteQueue
 
 CLAIM_LOCK_KEY = 727_001  # pg_advisory_xact_lock key serialising claims across replicas
 MAX_PAGE_SIZE = 500
@@ -177,8 +177,9 @@ class WorkflowRepository:
         # For the read-only methods (db.session_factory(engine, read_only=True)).
         self.read_sessions = read_sessions or sessions
         # SQLite has one writer: queueing this process's writers here hands the lock
-        # over at once, where SQLite's busy handler would sleep and retry (1, 2, 5, ... ms).
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if dialect == "sqlite" else None
+        # over at once, where SQLite's busy handler would sleep and retry (1, 2, 5, ... ms),
+        # and lets transactions that start work pass waiting workflow inserts.
+        self._writer: WriteQueue | None = WriteQueue() if dialect == "sqlite" else None
         self.dialect = dialect
         # The outbox, handed over in memory: rows this process committed, for the outbox loop
         # to publish without reading them back, and the ids it published, deleted by the next
@@ -195,13 +196,15 @@ class WorkflowRepository:
     # ----- locks and reads ------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+    async def _transaction(self, deferrable: bool = False) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed on exit. It also deletes the outbox rows published
-        since the last one; the outbox rows it writes go to the outbox loop after the commit."""
+        since the last one; the outbox rows it writes go to the outbox loop after the commit.
+        `deferrable`: on SQLite, waits while transactions that start work are queued."""
         deleting, self._published = self._published, []
         written: list[OutboxMessage] = []
         try:
-            async with self._write_lock or contextlib.nullcontext(), self.sessions.begin() as session:
+            writer = self._writer.turn(deferrable) if self._writer else contextlib.nullcontext()
+            async with writer, self.sessions.begin() as session:
                 session.info[_WRITTEN] = written
                 if deleting:
                     await session.execute(_DELETE_OUTBOX, {"ids": deleting})
@@ -299,7 +302,8 @@ class WorkflowRepository:
         now = self.clock()
         workflow_id = str(uuid.uuid4())
         ids = {job.job_id: str(uuid.uuid4()) for job in plan}
-        async with self._transaction() as session:
+        # Deferrable: in a burst of submissions, the workflows admitted meanwhile start first.
+        async with self._transaction(deferrable=True) as session:
             # The counter's row lock makes lane_seq order equal commit order across replicas.
             last_seq = (await session.execute(_TAKE_LANE_SEQS, {"count": len(plan)})).scalar_one()
             workflow = outcomes.LockedWorkflow(
