@@ -37,10 +37,15 @@ class LocalDirectoryStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._inside = str(self.root) + os.sep
 
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root not in path.parents:
+    def _path(self, key: str) -> str:
+        """The file of `key`; a key that would leave the root (`..`, absolute) is refused.
+        Checked on the normalised path, not by resolving links on disk (a syscall per path
+        component, four files per job): keys are made by the services from subject-safe
+        tenant ids and generated job ids, and only the store writes below its root."""
+        path = os.path.normpath(os.path.join(self._inside, key))
+        if not path.startswith(self._inside):
             raise ValueError(f"result key {key!r} escapes the store")
         return path
 
@@ -48,8 +53,12 @@ class LocalDirectoryStore:
     def writer(self, key: str) -> Iterator[BinaryIO]:
         """A temporary file beside the target, renamed over it once the block succeeds."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        directory = os.path.dirname(path)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        except FileNotFoundError:  # the job's first file: its directory comes first
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
@@ -65,12 +74,12 @@ class LocalDirectoryStore:
             handle.write(data)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._path(key))
 
     def read_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        with self._path(key).open("rb") as handle:
+        with open(self._path(key), "rb") as handle:
             while chunk := handle.read(chunk_bytes):
                 yield chunk
 
     def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return Path(self._path(key)).read_bytes()

@@ -26,6 +26,19 @@ def test_a_failed_streamed_write_leaves_the_old_file_and_no_temporary_one(tmp_pa
     assert [p.name for p in (tmp_path / "alice" / "job-1").iterdir()] == ["result.json"]
 
 
-def test_a_key_cannot_escape_the_store(tmp_path):
-    with pytest.raises(ValueError, match="escapes"), LocalDirectoryStore(tmp_path / "results").writer("../outside"):
+@pytest.mark.parametrize("key", ["../outside", "alice/../../outside", "/etc/passwd", "alice/job/../../../x", ".."])
+def test_a_key_cannot_escape_the_store(tmp_path, key):
+    store = LocalDirectoryStore(tmp_path / "results")
+    with pytest.raises(ValueError, match="escapes"), store.writer(key):
         pass
+    with pytest.raises(ValueError, match="escapes"):
+        store.read(key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing written outside
+
+
+def test_a_jobs_first_file_makes_its_directories_and_dot_segments_inside_stay_inside(tmp_path):
+    store = LocalDirectoryStore(tmp_path)
+    store.put("bob/job-2/deep/mask.png", b"png")
+    store.put("bob/job-2/deep/../mask.png", b"png too")  # still inside the store: allowed
+    assert store.read("bob/job-2/deep/mask.png") == b"png"
+    assert (tmp_path / "bob" / "job-2" / "mask.png").read_bytes() == b"png too"
