@@ -143,22 +143,21 @@ def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Re
         "SLIDELANE_LOG_FORMAT": "json",
     }
 
-    with tempfile.TemporaryDirectory() as tmp:
-        database = f"slidelane_bench_{uuid.uuid4().hex[:8]}"
-        if database_kind == "postgresql":
-            asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
-            env["SLIDELANE_DATABASE_URL"] = f"postgresql+asyncpg://{POSTGRES}/{database}"
-        try:
-            with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
-                slide = cluster.slide_root / "tiny.tif"
-                write_test_slide(slide, width=args.size, height=args.size, seed=1)
-                meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
-                result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name, meter))
-                result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
-                return result
-        finally:
-            if database_kind == "postgresql":
-                asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    # Kept until the benchmark ends (see main): deleting a run's files at once slows the next
+    # run's file creation (ext4's inode allocator skips recently deleted inodes).
+    tmp = tempfile.mkdtemp(dir=args.workdir)
+    database = f"slidelane_bench_{uuid.uuid4().hex[:8]}"
+    if database_kind == "postgresql":
+        asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
+        env["SLIDELANE_DATABASE_URL"] = f"postgresql+asyncpg://{POSTGRES}/{database}"
+        args.databases.append(database)  # dropped at the end, as the files
+    with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
+        slide = cluster.slide_root / "tiny.tif"
+        write_test_slide(slide, width=args.size, height=args.size, seed=1)
+        meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
+        result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name, meter))
+        result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
+        return result
 
 
 async def _admin(statement: str) -> None:
@@ -174,7 +173,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
 
     from bench.scheduler.celery_app import _store, app, tissue_mask
 
-    results = tempfile.TemporaryDirectory()  # the tasks' result files, as storage's for Slidelane
+    results = tempfile.mkdtemp(dir=args.workdir)  # the tasks' result files, as storage's for Slidelane
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -192,7 +191,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
             "--without-gossip",
         ],
         cwd=ROOT,
-        env={**os.environ, "BENCH_CELERY_RESULTS": results.name},
+        env={**os.environ, "BENCH_CELERY_RESULTS": results},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -240,7 +239,6 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
     finally:
         worker.terminate()
         worker.wait(30)
-        results.cleanup()
 
 
 def main() -> None:
@@ -261,18 +259,28 @@ def main() -> None:
     )
     args = parser.parse_args()
     runs: dict[str, list[Result]] = {}
+    # Every run's files stay until the end: the rounds' deletions all come after the last
+    # measurement, instead of each slowing the file creation of the run after it (ext4
+    # scans recently deleted inodes when it allocates one: up to ~3 ms of kernel CPU per
+    # job for storage's files and Celery's alike, measured with perf).
     with tempfile.TemporaryDirectory() as tmp:
+        args.workdir, args.databases = tmp, []
         slide = Path(tmp) / "slides" / "tiny.tif"
         slide.parent.mkdir()
         write_test_slide(slide, width=args.size, height=args.size, seed=1)
-        # Interleaved rounds: a change in the machine's load touches every system alike.
-        for _ in range(args.rounds):
-            if "sqlite" not in args.skip:
-                runs.setdefault("slidelane sqlite", []).append(run_slidelane("sqlite", args, "slidelane sqlite"))
-            if "postgresql" not in args.skip:
-                runs.setdefault("slidelane postgresql", []).append(run_slidelane("postgresql", args, "slidelane postgresql"))
-            if "celery" not in args.skip:
-                runs.setdefault("celery+redis", []).append(run_celery(slide, args))
+        try:
+            # Interleaved rounds: a change in the machine's load touches every system alike.
+            for _ in range(args.rounds):
+                if "sqlite" not in args.skip:
+                    runs.setdefault("slidelane sqlite", []).append(run_slidelane("sqlite", args, "slidelane sqlite"))
+                if "postgresql" not in args.skip:
+                    result = run_slidelane("postgresql", args, "slidelane postgresql")
+                    runs.setdefault("slidelane postgresql", []).append(result)
+                if "celery" not in args.skip:
+                    runs.setdefault("celery+redis", []).append(run_celery(slide, args))
+        finally:
+            for database in args.databases:
+                asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     results = [sorted(rounds, key=lambda r: r.jobs_per_second)[len(rounds) // 2] for rounds in runs.values()]
     print(json.dumps({name: [asdict(r) for r in rounds] for name, rounds in runs.items()}, indent=2))
     header = f"{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'1st start ms':>14}"
