@@ -18,7 +18,7 @@ class AdmissionClient:
         # an admitted workflow's first jobs start with no dispatch round of their own.
         self.claim_limit = claim_limit
 
-    async def admit_workflow(self, tenant: str, workflow_id: str, rpc_seconds: float = 10.0) -> bool:
+    async def admit_workflow(self, tenant: str, workflow_id: str, rpc_seconds: float = 10.0) -> None:
         """Ask tenancy; start the tenant's workflows if admitted, else show their position."""
         request = tenancy_pb2.AdmitRequest(tenant_id=tenant, workflow_id=workflow_id)
         reply = await self.tenancy.Admit(request, timeout=rpc_seconds)
@@ -26,7 +26,6 @@ class AdmissionClient:
             await self.repository.set_tenant_admitted(tenant, self.claim_limit)
         else:
             await self.repository.update_queue_positions({tenant: reply.queue_position})
-        return reply.admitted
 
     async def release_workflow(self, tenant: str, workflow_id: str) -> None:
         reply = await self.tenancy.Release(tenancy_pb2.ReleaseRequest(tenant_id=tenant, workflow_id=workflow_id), timeout=10)

@@ -84,9 +84,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return scheduler_pb2.GetJobResponse(job=job)
 
     async def TenantsAdmitted(self, request, context):  # type: ignore[no-untyped-def]
+        # Admitting claims the tenants' runnable lane heads itself: no loop to wake.
         for tenant in request.tenant_ids:
             await self.repository.set_tenant_admitted(tenant, self.admission.claim_limit)
-        self.wake_loops()
         return scheduler_pb2.TenantsAdmittedResponse()
 
     async def GetLaneStats(self, request, context):  # type: ignore[no-untyped-def]
