@@ -8,18 +8,77 @@ every migrations/env.py is just a call to `run_alembic_env`.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Boolean, ColumnElement, Dialect, String, TypeDecorator, bindparam, event, exc, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import MetaData
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from services.common import sqlite_connection
 from services.common.tracing import trace_queries
 
 # Execution option of the read-only sessions (session_factory(read_only=True)).
 READ_ONLY = "slidelane_read_only"
+
+
+class _ValueList(TypeDecorator[list[Any]]):
+    """A list bound as one parameter: a PostgreSQL array, elsewhere a JSON array."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item_type: Any) -> None:
+        super().__init__()
+        self.item_type = item_type
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(self.item_type))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+
+
+class InValues(ColumnElement[bool]):
+    """`column IN (the list bound as name)` in one statement text whatever the list's length.
+
+    An expanding IN renders a new statement for every length, so PostgreSQL prepared
+    (a round trip and a plan) one per length on each pooled connection: more misses than
+    hits in the scheduler's hot path. Here PostgreSQL gets `= ANY(array)`, SQLite
+    `IN (SELECT value FROM json_each(...))`.
+    """
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison already: SQLite's WHERE needs no "= 1" after it
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("values", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.values = bindparam(name, type_=_ValueList(column.type))
+
+
+@compiles(InValues, "postgresql")
+def _in_values_postgresql(element: InValues, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+
+
+@compiles(InValues)
+def _in_values(element: InValues, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({compiler.process(element.values, **kw)}))"
+
+
+def in_values(column: ColumnElement[Any], name: str) -> InValues:
+    """`column IN (...)` over a list bound at execution as `name` (see InValues)."""
+    return InValues(column, name)
 
 
 def is_sqlite(url: str) -> bool:
@@ -61,7 +120,41 @@ def _create_engine(url: str) -> AsyncEngine:
             connection.exec_driver_sql(sqlite_connection.BEGIN_READ if read_only else sqlite_connection.BEGIN_IMMEDIATE)
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection used less than this long ago is taken as alive, unpinged.
+IDLE_PING_SECONDS = 1.0
+_RETURNED = "slidelane_returned_at"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """pool_pre_ping for connections idle over IDLE_PING_SECONDS only.
+
+    pre_ping costs a round trip per transaction, most of them on a connection used a few
+    milliseconds before. A connection broken since its last use (the server restarted)
+    fails its next statement instead; SQLAlchemy then discards it and every older pooled
+    connection, and the callers retry as after any failed transaction.
+    LIFO checkout keeps the busy connections few and warm (their prepared statements too).
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connected(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get(_RETURNED, 0.0) > IDLE_PING_SECONDS:
+            try:
+                dbapi_connection.ping()
+            except Exception as error:
+                raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 def session_factory(engine: AsyncEngine, read_only: bool = False) -> async_sessionmaker[AsyncSession]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Select, Update, and_, bindparam, exists, func, select, update
 
+from services.common import db
 from services.scheduler.models import JobDependencyRow, JobRow
 
 UNFINISHED = ("PENDING", "QUEUED", "RUNNING")
@@ -78,7 +79,7 @@ def queue_dependents() -> Update:
     """PENDING -> QUEUED for the direct dependents of the jobs bound as SUCCEEDED_IDS whose
     dependencies all SUCCEEDED; returns what events need, in lane order."""
     job = JOBS.c
-    dependents = select(DEPENDENCIES.c.job_id).where(DEPENDENCIES.c.depends_on_id.in_(bindparam(SUCCEEDED_IDS, expanding=True)))
+    dependents = select(DEPENDENCIES.c.job_id).where(db.in_values(DEPENDENCIES.c.depends_on_id, SUCCEEDED_IDS))
     return (
         update(JOBS)
         .where(job.state == "PENDING", job.id.in_(dependents), dependencies_met())
@@ -97,7 +98,7 @@ def queue_ready_jobs() -> Update:
         update(JOBS)
         .where(
             job.tenant_id == bindparam(TENANT),
-            job.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True)),
+            db.in_values(job.workflow_id, WORKFLOW_IDS),
             job.state == "PENDING",
             dependencies_met(),
         )
@@ -111,20 +112,19 @@ def lane_positions() -> Select[tuple[str, int]]:
     """(job id, unfinished jobs ahead of it in its lane) for the unfinished jobs of the
     workflows bound as WORKFLOW_IDS, all of the tenant bound as TENANT."""
     job = JOBS.c
-    workflow_ids = bindparam(WORKFLOW_IDS, expanding=True)
     ahead = (func.row_number().over(partition_by=job.branch, order_by=job.lane_seq) - 1).label("ahead")
-    branches = select(job.branch).where(job.tenant_id == bindparam(TENANT), job.workflow_id.in_(workflow_ids))
+    branches = select(job.branch).where(job.tenant_id == bindparam(TENANT), db.in_values(job.workflow_id, WORKFLOW_IDS))
     lanes = (
         select(job.id, job.workflow_id, ahead)
         .where(job.tenant_id == bindparam(TENANT), job.state.in_(UNFINISHED), job.branch.in_(branches))
         .subquery()
     )
-    return select(lanes.c.id, lanes.c.ahead).where(lanes.c.workflow_id.in_(workflow_ids))
+    return select(lanes.c.id, lanes.c.ahead).where(db.in_values(lanes.c.workflow_id, WORKFLOW_IDS))
 
 
 @functools.cache
 def jobs_of_workflows() -> Select[Any]:
     """Every column of the jobs of the workflows bound as WORKFLOW_IDS, of the tenant bound as TENANT."""
     return select(JOBS).where(
-        JOBS.c.tenant_id == bindparam(TENANT), JOBS.c.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True))
+        JOBS.c.tenant_id == bindparam(TENANT), db.in_values(JOBS.c.workflow_id, WORKFLOW_IDS)
     )

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common import metrics
+from services.common import db, metrics
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.api.slidelane.v1 import events_pb2, types_pb2
 from services.scheduler import convert, events, lanes
@@ -169,7 +169,7 @@ JOB_IDS = "job_ids"
 WORKFLOW_IDS = "workflow_ids"
 _JOB_COLUMNS = [JOBS.c[f.name] for f in fields(_Job)]
 _WORKFLOW_COLUMNS = [WORKFLOWS.c[f.name] for f in fields(LockedWorkflow) if f.name not in ("events", "progressed")]
-_READ_JOBS = select(*_JOB_COLUMNS).where(JOBS.c.id.in_(bindparam(JOB_IDS, expanding=True)))
+_READ_JOBS = select(*_JOB_COLUMNS).where(db.in_values(JOBS.c.id, JOB_IDS))
 
 
 def _locking(where: ColumnElement[bool]) -> Select[Any]:
@@ -182,12 +182,12 @@ def _copies(rows: Iterable[Any]) -> dict[str, LockedWorkflow]:
 
 
 _LOCK_WORKFLOWS_OF_JOBS = _locking(
-    WORKFLOWS.c.id.in_(select(JOBS.c.workflow_id).where(JOBS.c.id.in_(bindparam(JOB_IDS, expanding=True))))
+    WORKFLOWS.c.id.in_(select(JOBS.c.workflow_id).where(db.in_values(JOBS.c.id, JOB_IDS)))
 )
-_LOCK_WORKFLOWS = _locking(WORKFLOWS.c.id.in_(bindparam(WORKFLOW_IDS, expanding=True)))
+_LOCK_WORKFLOWS = _locking(db.in_values(WORKFLOWS.c.id, WORKFLOW_IDS))
 _LOCK_QUEUED_OF_TENANT = _locking((WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT)) & (WORKFLOWS.c.state == "QUEUED"))
 _JOB_TILES = select(JOBS.c.workflow_id, JOBS.c.state, JOBS.c.tiles_done, JOBS.c.tiles_total).where(
-    JOBS.c.workflow_id.in_(bindparam(WORKFLOW_IDS, expanding=True))
+    db.in_values(JOBS.c.workflow_id, WORKFLOW_IDS)
 )
 _UPDATE_JOBS = update_by_id(JOBS, ["state", "error", "tiles_done", "tiles_total", "finished_at", "next_attempt_at"])
 _UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, ["state", "error", "event_seq", "progress_ratio", "finished_at"])

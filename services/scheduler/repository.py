@@ -33,9 +33,10 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common import metrics, tracing
+from services.common import db, metrics, tracing
 from services.common.api.slidelane.v1 import events_pb2, metrics_service_pb2, types_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler import convert, events, lanes, outcomes
@@ -107,7 +108,7 @@ _STARTED_COLUMNS = [outcomes.JOBS.c[name] for name in _STARTED_NAMES]
 # The claim's statements, built once (see services.scheduler.lanes).
 _REREAD_QUEUED = (
     select(*_STARTED_COLUMNS)
-    .where(outcomes.JOBS.c.id.in_(bindparam(outcomes.JOB_IDS, expanding=True)), outcomes.JOBS.c.state == "QUEUED")
+    .where(db.in_values(outcomes.JOBS.c.id, outcomes.JOB_IDS), outcomes.JOBS.c.state == "QUEUED")
     .order_by(outcomes.JOBS.c.lane_seq)
 )
 _START_JOBS = (
@@ -157,10 +158,20 @@ _MARK_RELEASED = (
     .values(released=True)
 )
 _WRITTEN = "slidelane_outbox_written"  # session.info key: outbox rows this transaction wrote
-_INSERT_OUTBOX_RETURNING = outcomes.INSERT_OUTBOX.returning(
-    *(outcomes.OUTBOX.c[name] for name in ("id", "workflow_id", "seq", "subject", "payload", "headers"))
+_OUTBOX_WRITTEN = [outcomes.OUTBOX.c[name] for name in ("id", "workflow_id", "seq", "subject", "payload", "headers")]
+_INSERT_OUTBOX_RETURNING = outcomes.INSERT_OUTBOX.returning(*_OUTBOX_WRITTEN)
+# PostgreSQL: the rows as one array per column, unnested, so the statement's text (and its
+# prepared plan) is one whatever the row count, as services.common.db.in_values.
+_OUTBOX_NAMES = ("tenant_id", "workflow_id", "seq", "subject", "payload", "headers", "created_at")
+_OUTBOX_ARRAYS = (
+    func.unnest(*(bindparam(name, type_=postgresql.ARRAY(outcomes.OUTBOX.c[name].type)) for name in _OUTBOX_NAMES))
+    .table_valued(*_OUTBOX_NAMES)
+    .render_derived()
 )
-_DELETE_OUTBOX = outcomes.OUTBOX.delete().where(outcomes.OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_OUTBOX_ARRAYS_RETURNING = (
+    outcomes.OUTBOX.insert().from_select(list(_OUTBOX_NAMES), select(*_OUTBOX_ARRAYS.c)).returning(*_OUTBOX_WRITTEN)
+)
+_DELETE_OUTBOX = outcomes.OUTBOX.delete().where(db.in_values(outcomes.OUTBOX.c.id, "ids"))
 
 
 class WorkflowRepository:
@@ -217,12 +228,16 @@ class WorkflowRepository:
             if self.on_written is not None:
                 self.on_written()
 
-    @staticmethod
-    async def _insert_outbox(session: AsyncSession, values: list[dict[str, Any]]) -> None:
+    async def _insert_outbox(self, session: AsyncSession, values: list[dict[str, Any]]) -> None:
         """Insert outbox rows (one multi-row INSERT, one event row per workflow); what it
         returns goes to the outbox loop after the commit."""
         if values:
-            written = await session.execute(_INSERT_OUTBOX_RETURNING, events.merge_event_rows(values))
+            rows = events.merge_event_rows(values)
+            if self.dialect == "postgresql":
+                columns = {name: [row[name] for row in rows] for name in _OUTBOX_NAMES}
+                written = await session.execute(_INSERT_OUTBOX_ARRAYS_RETURNING, columns)
+            else:
+                written = await session.execute(_INSERT_OUTBOX_RETURNING, rows)
             session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:

@@ -1,0 +1,62 @@
+"""services.common.db on both databases: a list bound as one parameter (in_values) selects
+what an IN list would, in one statement text whatever the list's length; and a pooled
+PostgreSQL connection that died while idle is replaced, not handed out."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, delete, select, text
+
+from services.common import db
+from tests.databases import POSTGRES, fresh_database, postgres_available
+
+metadata = MetaData()
+items = Table("items", metadata, Column("id", String(36), primary_key=True), Column("rank", BigInteger, nullable=False))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request, tmp_path):
+    if request.param == "postgresql" and (reason := await postgres_available()):
+        pytest.skip(reason)
+    async with fresh_database(request.param, tmp_path) as url:
+        engine = db.create_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+            await connection.execute(items.insert(), [{"id": f"item-{i}", "rank": i} for i in range(10)])
+        yield engine
+        await engine.dispose()
+
+
+async def test_in_values_selects_the_listed_rows_whatever_the_length(engine):
+    query = select(items.c.id).where(db.in_values(items.c.id, "ids")).order_by(items.c.rank)
+    async with engine.connect() as connection:
+        for wanted in (["item-1"], ["item-7", "item-2", "no-such-item"], [f"item-{i}" for i in range(10)], []):
+            found = (await connection.execute(query, {"ids": wanted})).scalars().all()
+            assert found == sorted(set(wanted) & {f"item-{i}" for i in range(10)}, key=lambda i: int(i.split("-")[1]))
+    # One text for every length: the point of binding the list as one parameter.
+    assert "?, ?" not in str(query.compile(dialect=engine.dialect)) and "[POSTCOMPILE" not in str(query.compile())
+
+
+async def test_in_values_on_integers_and_in_a_delete(engine):
+    async with engine.begin() as connection:
+        deleted = await connection.execute(delete(items).where(db.in_values(items.c.rank, "ranks")), {"ranks": [0, 3, 99]})
+        assert deleted.rowcount == 2
+        left = (await connection.execute(select(items.c.rank).order_by(items.c.rank))).scalars().all()
+    assert left == [1, 2, 4, 5, 6, 7, 8, 9]
+
+
+async def test_a_connection_killed_while_idle_is_replaced(engine, monkeypatch):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the idle ping is PostgreSQL's (SQLite has no server to lose)")
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)  # every checkout counts as idle
+    async with engine.connect() as connection:
+        first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    admin = await asyncpg.connect(f"postgresql://{POSTGRES}/test")
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+    finally:
+        await admin.close()
+    async with engine.connect() as connection:  # the ping finds it dead: a new one, no error
+        second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    assert second != first
