@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -66,28 +67,50 @@ def job_message(row: JobRow, queue_position: int = 0) -> types_pb2.Job:
     )
 
 
-def workflow_progress(jobs: Sequence[JobTiles], floor_ratio: float) -> tuple[types_pb2.Progress, float]:
+@dataclass(frozen=True)
+class TileCounts:
+    """A workflow's jobs of one state, planned (tiles_total > 0) or not: what progress needs.
+    Made from job rows (tile_counts) or by the database (GROUP BY, services.scheduler.outcomes)."""
+
+    state: str
+    planned: bool
+    jobs: int
+    tiles_total: int
+    tiles_done: int  # each job's done tiles, at most its plan (0 for unplanned jobs)
+
+
+def tile_counts(jobs: Iterable[JobTiles]) -> list[TileCounts]:
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for job in jobs:
+        counts = groups.setdefault((job.state, job.tiles_total > 0), [0, 0, 0])
+        counts[0] += 1
+        counts[1] += job.tiles_total
+        counts[2] += min(job.tiles_done, job.tiles_total)
+    return [TileCounts(state, planned, *counts) for (state, planned), counts in groups.items()]
+
+
+def workflow_progress(counts: Sequence[TileCounts], floor_ratio: float) -> tuple[types_pb2.Progress, float]:
     """Tiles done over tiles planned, unplanned jobs estimated, never below floor_ratio.
 
     A job not planned yet counts as the mean planned size of its siblings (or one
-    tile); a finished job counts as done whatever it planned. The ratio reported is
-    at least the highest reported before, so a bar never goes backwards when a
-    plan turns out larger than its estimate or a job is retried.
+    tile), none of it done; a finished job counts as done whatever it planned. The
+    ratio reported is at least the highest reported before, so a bar never goes
+    backwards when a plan turns out larger than its estimate or a job is retried.
     """
-    planned = [j.tiles_total for j in jobs if j.tiles_total > 0]
-    estimate = round(sum(planned) / len(planned)) if planned else 1
+    planned_jobs = sum(c.jobs for c in counts if c.planned)
+    estimate = round(sum(c.tiles_total for c in counts if c.planned) / planned_jobs) if planned_jobs else 1
     done = total = 0
-    for job in jobs:
-        size = job.tiles_total or estimate
+    for c in counts:
+        size = c.tiles_total if c.planned else c.jobs * estimate
         total += size
-        done += size if job.state in FINAL_JOB_STATES else min(job.tiles_done, size)
+        done += size if c.state in FINAL_JOB_STATES else c.tiles_done
     ratio = max(done / total if total else 0.0, floor_ratio)
     return types_pb2.Progress(tiles_done=max(done, round(ratio * total)), tiles_total=total), ratio
 
 
 def workflow_message(row: WorkflowRow, jobs: Sequence[JobRow], positions: dict[str, int]) -> types_pb2.Workflow:
     """The workflow with its jobs in submission order; positions: jobs ahead of each in its lane."""
-    progress, _ = workflow_progress(jobs, row.progress_ratio)
+    progress, _ = workflow_progress(tile_counts(jobs), row.progress_ratio)
     return types_pb2.Workflow(
         workflow_id=row.id,
         name=row.name,

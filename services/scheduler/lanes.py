@@ -125,6 +125,4 @@ def lane_positions() -> Select[tuple[str, int]]:
 @functools.cache
 def jobs_of_workflows() -> Select[Any]:
     """Every column of the jobs of the workflows bound as WORKFLOW_IDS, of the tenant bound as TENANT."""
-    return select(JOBS).where(
-        JOBS.c.tenant_id == bindparam(TENANT), db.in_values(JOBS.c.workflow_id, WORKFLOW_IDS)
-    )
+    return select(JOBS).where(JOBS.c.tenant_id == bindparam(TENANT), db.in_values(JOBS.c.workflow_id, WORKFLOW_IDS))

@@ -119,6 +119,21 @@ async def test_workflow_progress_never_goes_backwards(repository):
     assert (await repository.get_job(dave, jobs["b"].id)).progress.tiles_done == 10
 
 
+async def test_progress_in_events_is_the_progress_get_workflow_shows(repository):
+    """Events count tiles in the database (GROUP BY), GetWorkflow from the job rows: one rule."""
+    hana = new_tenant()
+    workflow_id = await start(repository, hana, ("a", "main", []), ("b", "other", []), ("c", "third", []), ("d", "main", ["a"]))
+    jobs = {c.job_id: c for c in await repository.claim_runnable(100)}
+    await repository.mark_succeeded(hana, jobs["c"].id, 1)
+    for job_id, done, total in (("a", 5, 10), ("b", 30, 20)):  # b reports more than it planned
+        await repository.record_progress(hana, jobs[job_id].id, 1, done, total)
+        last = [e for e in events_in(await repository.fetch_unpublished(1000)) if e.HasField("job_progressed")][-1]
+        workflow, _ = await repository.get_workflow(hana, workflow_id)
+        assert last.job_progressed.workflow_progress == workflow.progress
+    # a: 5 of 10, b: 20 of 20 (capped), c: done (its estimate: the planned mean, 15), d: unplanned, 15 to do.
+    assert (workflow.progress.tiles_done, workflow.progress.tiles_total) == (40, 60)
+
+
 async def test_pages_list_newest_first_without_gaps_or_repeats(repository):
     erin = new_tenant()
     created = [await start(repository, erin, ("a", "main", [])) for _ in range(5)]
