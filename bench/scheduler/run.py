@@ -1,6 +1,6 @@
 """Scheduler benchmark: many tiny jobs in many lanes, Slidelane vs Celery, one script.
 
-    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 8 --size 256 --rounds 3]
+    python -m bench.scheduler.run [--tenants 10 --branches 3 --chain 60 --size 64 --rounds 3]
 
 Shape: every (tenant, branch) lane gets one workflow that is a chain of `--chain`
 tissue_mask jobs on a tiny slide, so scheduling overhead dominates; every lane submits
@@ -68,6 +68,16 @@ def redis_pids() -> dict[str, int]:
     for process in psutil.process_iter(["name"]):
         if process.info["name"] == "redis-server":
             return {"redis": process.pid}
+    return {}
+
+
+def postgres_pids() -> dict[str, int]:
+    """The local PostgreSQL server (its postmaster; the meter adds every backend under it):
+    its CPU is the database's share of the run, on the same two cores."""
+    names = {process.pid: process.info["name"] for process in psutil.process_iter(["name"])}
+    for process in psutil.process_iter(["name", "ppid"]):
+        if process.info["name"] == "postgres" and names.get(process.info["ppid"]) != "postgres":
+            return {"postgresql": process.pid}
     return {}
 
 
@@ -154,7 +164,10 @@ def run_slidelane(database_kind: str, args: argparse.Namespace, name: str) -> Re
     with start_cluster(Path(tmp) / "cluster", env=env) as cluster:
         slide = cluster.slide_root / "tiny.tif"
         write_test_slide(slide, width=args.size, height=args.size, seed=1)
-        meter = CpuMeter({name: pid for name, pid in cluster.pids().items() if name != "launcher"})
+        pids = {name: pid for name, pid in cluster.pids().items() if name != "launcher"}
+        if database_kind == "postgresql":
+            pids |= postgres_pids()
+        meter = CpuMeter(pids)
         result = asyncio.run(_slidelane(cluster, slide, args.tenants, args.branches, args.chain, name, meter))
         result.cpu_ms_per_job = meter.per_job_ms(result.jobs)
         return result
@@ -245,13 +258,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--chain", type=int, default=8)
+    parser.add_argument("--chain", type=int, default=60, help="jobs per workflow (each lane's one workflow)")
     parser.add_argument("--workers", type=int, default=2, help="inference replicas / celery processes")
     parser.add_argument(
-        "--size", type=int, default=256, help="the slide's side in pixels: the job's own work (~7 ms at 256, ~2 ms at 64)"
+        "--size", type=int, default=64, help="the slide's side in pixels: the job's own work (~1.5 ms at 64, ~5 ms at 256)"
     )
     parser.add_argument(
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    )
+    parser.add_argument(
+        "--workdir",
+        default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
+        help="where every run's files go (default: /dev/shm, memory, where there is one; see main)",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["sqlite", "postgresql", "celery"])
     parser.add_argument(
@@ -263,7 +281,9 @@ def main() -> None:
     # measurement, instead of each slowing the file creation of the run after it (ext4
     # scans recently deleted inodes when it allocates one: up to ~3 ms of kernel CPU per
     # job for storage's files and Celery's alike, measured with perf).
-    with tempfile.TemporaryDirectory() as tmp:
+    # In memory by default: on ext4 a run's file creation slowed for minutes after the last
+    # benchmark or test deleted its thousands of files, and rounds drifted with it.
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         args.workdir, args.databases = tmp, []
         slide = Path(tmp) / "slides" / "tiny.tif"
         slide.parent.mkdir()
