@@ -106,10 +106,8 @@ class _Started:
 _STARTED_NAMES = tuple(f.name for f in fields(_Started) if f.name not in ("state", "tiles_done"))
 _STARTED_COLUMNS = [outcomes.JOBS.c[name] for name in _STARTED_NAMES]
 # The claim's statements, built once (see services.scheduler.lanes).
-_REREAD_QUEUED = (
-    select(*_STARTED_COLUMNS)
-    .where(db.in_values(outcomes.JOBS.c.id, outcomes.JOB_IDS), outcomes.JOBS.c.state == "QUEUED")
-    .order_by(outcomes.JOBS.c.lane_seq)
+_REREAD_QUEUED = select(*_STARTED_COLUMNS).where(
+    db.in_values(outcomes.JOBS.c.id, outcomes.JOB_IDS), outcomes.JOBS.c.state == "QUEUED"
 )
 _START_JOBS = (
     outcomes.JOBS.update()
@@ -172,6 +170,9 @@ _INSERT_OUTBOX_ARRAYS_RETURNING = (
     outcomes.OUTBOX.insert().from_select(list(_OUTBOX_NAMES), select(*_OUTBOX_ARRAYS.c)).returning(*_OUTBOX_WRITTEN)
 )
 _DELETE_OUTBOX = outcomes.OUTBOX.delete().where(db.in_values(outcomes.OUTBOX.c.id, "ids"))
+# PostgreSQL: the published rows deleted by the INSERT's own statement (a round trip fewer).
+_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING = _INSERT_OUTBOX_ARRAYS_RETURNING.add_cte(_DELETE_OUTBOX.cte("published"))
+_DELETING = "slidelane_outbox_deleting"  # session.info key: published rows this transaction deletes
 
 
 class WorkflowRepository:
@@ -217,9 +218,12 @@ class WorkflowRepository:
             writer = self._writer.turn(deferrable) if self._writer else contextlib.nullcontext()
             async with writer, self.sessions.begin() as session:
                 session.info[_WRITTEN] = written
-                if deleting:
-                    await session.execute(_DELETE_OUTBOX, {"ids": deleting})
+                session.info[_DELETING] = deleting
+                if deleting and self.dialect != "postgresql":
+                    await session.execute(_DELETE_OUTBOX, {"ids": session.info.pop(_DELETING)})
                 yield session
+                if session.info.get(_DELETING):  # no outbox insert took them along
+                    await session.execute(_DELETE_OUTBOX, {"ids": session.info.pop(_DELETING)})
         except BaseException:
             self._published = deleting + self._published  # rolled back: still to delete
             raise
@@ -234,8 +238,11 @@ class WorkflowRepository:
         if values:
             rows = events.merge_event_rows(values)
             if self.dialect == "postgresql":
-                columns = {name: [row[name] for row in rows] for name in _OUTBOX_NAMES}
-                written = await session.execute(_INSERT_OUTBOX_ARRAYS_RETURNING, columns)
+                columns: dict[str, Any] = {name: [row[name] for row in rows] for name in _OUTBOX_NAMES}
+                if deleting := session.info.pop(_DELETING, None):
+                    written = await session.execute(_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING, {**columns, "ids": deleting})
+                else:
+                    written = await session.execute(_INSERT_OUTBOX_ARRAYS_RETURNING, columns)
             else:
                 written = await session.execute(_INSERT_OUTBOX_RETURNING, rows)
             session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
@@ -478,11 +485,20 @@ class WorkflowRepository:
         if jobs:
             if missing := sorted({j.workflow_id for j in jobs} - workflows.keys()):
                 workflows |= await outcomes.lock_workflow_copies(session, missing)
-            if self.dialect == "postgresql":
-                # Re-read under the workflow locks: a job cancelled meanwhile is no longer QUEUED.
-                # (SQLite's transaction holds the one write lock since BEGIN: nothing changed.)
-                reread = await session.execute(_REREAD_QUEUED, {outcomes.JOB_IDS: [j.id for j in jobs]})
-                jobs = [_Started(**row._mapping) for row in reread]
+                if self.dialect == "postgresql":
+                    # Re-read under the workflow locks just taken: a job cancelled meanwhile is no
+                    # longer QUEUED. Jobs of workflows locked before the heads query are as it read
+                    # them (every change to a job holds its workflow's lock); SQLite's transaction
+                    # holds the one write lock since BEGIN: nothing changed.
+                    newly_locked = set(missing)
+                    reread_ids = [j.id for j in jobs if j.workflow_id in newly_locked]
+                    reread = await session.execute(_REREAD_QUEUED, {outcomes.JOB_IDS: reread_ids})
+                    still_queued = {row.id: _Started(**row._mapping) for row in reread}
+                    jobs = [
+                        still_queued[j.id] if j.workflow_id in newly_locked else j
+                        for j in jobs
+                        if j.workflow_id not in newly_locked or j.id in still_queued
+                    ]
             # Stamped after the locked re-read, so a job never starts "before" the end of the
             # lane-mate whose commit made it the head (that end was stamped before its commit).
             now = max(now, self.clock())

@@ -186,6 +186,22 @@ async def test_reads_do_not_wait_for_a_writer(repository):
     assert workflow.workflow_id == workflow_id
 
 
+async def test_the_next_write_deletes_what_was_published_and_keeps_what_it_writes(repository):
+    ivy = new_tenant()
+    await start(repository, ivy, ("a", "main", []), ("b", "main", ["a"]))
+    published = repository.take_written()
+    repository.mark_published([r.id for r in published])
+    # Both in one transaction (on PostgreSQL in one statement): the claim's dispatch and events
+    # are written, the published rows deleted.
+    (claimed,) = await repository.claim_runnable(10)
+    written = repository.take_written()
+    async with repository.read_sessions() as session:
+        left = set((await session.execute(select(OutboxRow.id))).scalars())
+    assert left == {r.id for r in written}
+    assert [r for r in written if r.subject.startswith("dispatch.")], "the claim's dispatch is in the outbox"
+    assert claimed.job_id == "a"
+
+
 async def test_a_rolled_back_transaction_hands_nothing_over_and_still_deletes_what_was_published(repository):
     dave = new_tenant()
     await start(repository, dave, ("a", "main", []))
