@@ -68,44 +68,6 @@ class Wakeup:
         self._event.clear()
 
 
-class FetchedMessages:
-    """Messages fetched ahead from a pull subscription, taken in arrival order, at most
-    `limit` held (the fetching pauses until they are taken). A failed fetch fails take()."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._messages: list[Msg] = []
-        self._error: BaseException | None = None
-        self._ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    async def fill(self, subscription: JetStreamContext.PullSubscription) -> None:
-        try:
-            while True:
-                await self._room.wait()
-                messages = await jetstream.fetch_batch(subscription, self.limit - len(self._messages))
-                if messages:
-                    self._messages += messages
-                    self._ready.set()
-                    if len(self._messages) >= self.limit:
-                        self._room.clear()
-        except Exception as error:
-            self._error = error
-            self._ready.set()
-            raise
-
-    async def take(self) -> list[Msg]:
-        """Every message fetched so far (waits for one)."""
-        await self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        messages, self._messages = self._messages, []
-        self._ready.clear()
-        self._room.set()
-        return messages
-
-
 class SchedulerLoops:
     def __init__(
         self,
@@ -194,27 +156,18 @@ class SchedulerLoops:
             await asyncio.sleep(GAUGE_SECONDS)
 
     async def status(self) -> None:
-        """Apply the workers' and storage's reports, a batch per transaction.
-
-        The next reports are fetched while a batch's transaction runs: the loop is the one
-        writer of reports, and a fetch between transactions (a round trip to NATS) held up
-        every lane waiting on it. A batch is everything fetched meanwhile, up to STATUS_BATCH.
-        """
         subscription = await jetstream.bind(self.js, jetstream.STATUS)
-        fetched = FetchedMessages(STATUS_BATCH)
-        fetcher = asyncio.create_task(fetched.fill(subscription))
-        try:
-            while True:
-                messages = await fetched.take()
-                with tracing.consuming_each(messages):
-                    outcomes = await self.apply_status_batch(messages)
-                if outcomes is None:  # applied one by one: nothing claimed yet
-                    self.dispatch_wakeup.set()
-                # Admission changes only when a workflow ends (its tenant may be released).
-                if outcomes is None or any(o.workflow_ended for o in outcomes):
-                    self.admission_wakeup.set()
-        finally:
-            fetcher.cancel()
+        while True:
+            messages = await jetstream.fetch_batch(subscription, STATUS_BATCH)
+            if not messages:
+                continue
+            with tracing.consuming_each(messages):
+                outcomes = await self.apply_status_batch(messages)
+            if outcomes is None:  # applied one by one: nothing claimed yet
+                self.dispatch_wakeup.set()
+            # Admission changes only when a workflow ends (its tenant may be released).
+            if outcomes is None or any(o.workflow_ended for o in outcomes):
+                self.admission_wakeup.set()
 
     async def apply_status_batch(self, messages: list[Msg]) -> list[JobOutcome] | None:
         """Apply and ack a batch, starting the lane heads it freed at once (a dependency's end
