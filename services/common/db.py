@@ -8,7 +8,6 @@ every migrations/env.py is just a call to `run_alembic_env`.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ READ_ONLY = "slidelane_read_only"
 
 
 class _ValueList(TypeDecorator[list[Any]]):
-    """A list bound as one parameter: a PostgreSQL array, elsewhere a JSON array."""
+    """A list bound as one parameter: a PostgreSQL array."""
 
     impl = String
     cache_ok = True
@@ -44,16 +43,16 @@ class _ValueList(TypeDecorator[list[Any]]):
         return dialect.type_descriptor(String())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
+        return list(value)
 
 
 class InValues(ColumnElement[bool]):
-    """`column IN (the list bound as name)` in one statement text whatever the list's length.
+    """`column IN (the list bound as name)`; on PostgreSQL `= ANY(array)`, one statement
+    text whatever the list's length.
 
     An expanding IN renders a new statement for every length, so PostgreSQL prepared
     (a round trip and a plan) one per length on each pooled connection: more misses than
-    hits in the scheduler's hot path. Here PostgreSQL gets `= ANY(array)`, SQLite
-    `IN (SELECT value FROM json_each(...))`.
+    hits in the scheduler's hot path. SQLite keeps the expanding IN (see _in_values).
     """
 
     inherit_cache = True
@@ -73,7 +72,10 @@ def _in_values_postgresql(element: InValues, compiler: Any, **kw: Any) -> str:
 
 @compiles(InValues)
 def _in_values(element: InValues, compiler: Any, **kw: Any) -> str:
-    return f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({compiler.process(element.values, **kw)}))"
+    # SQLite prepares in-process (cheap), and plans a literal list well: it picks the index
+    # for the listed values, where json_each's unknown row count led it to scan others.
+    listed = bindparam(element.values.key, expanding=True, type_=element.column.type)
+    return compiler.process(element.column.in_(listed), **kw)
 
 
 def in_values(column: ColumnElement[Any], name: str) -> InValues:

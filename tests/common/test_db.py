@@ -1,5 +1,5 @@
-"""services.common.db on both databases: a list bound as one parameter (in_values) selects
-what an IN list would, in one statement text whatever the list's length; and a pooled
+"""services.common.db on both databases: in_values selects what an IN list would (on
+PostgreSQL a list bound as one array, one statement text whatever its length); and a pooled
 PostgreSQL connection that died while idle is replaced, not handed out."""
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ async def test_in_values_selects_the_listed_rows_whatever_the_length(engine):
         for wanted in (["item-1"], ["item-7", "item-2", "no-such-item"], [f"item-{i}" for i in range(10)], []):
             found = (await connection.execute(query, {"ids": wanted})).scalars().all()
             assert found == sorted(set(wanted) & {f"item-{i}" for i in range(10)}, key=lambda i: int(i.split("-")[1]))
-    # One text for every length: the point of binding the list as one parameter.
-    assert "?, ?" not in str(query.compile(dialect=engine.dialect)) and "[POSTCOMPILE" not in str(query.compile())
+    if engine.dialect.name == "postgresql":  # one text for every length: one prepared statement
+        assert "= ANY(" in str(query.compile(dialect=engine.dialect))
 
 
 async def test_in_values_on_integers_and_in_a_delete(engine):
