@@ -83,6 +83,35 @@ def in_values(column: ColumnElement[Any], name: str) -> InValues:
     return InValues(column, name)
 
 
+class Unselective(ColumnElement[bool]):
+    """A condition most rows meet, so that the planner does not pick its index: SQLite plans
+    without statistics and takes any indexed equality as selective (`state = 'PENDING'` over
+    every waiting job, where the ids beside it name a few). PostgreSQL has statistics."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+    _traverse_internals = [("condition", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, condition: ColumnElement[bool]) -> None:
+        self.condition = condition
+
+
+@compiles(Unselective, "sqlite")
+def _unselective_sqlite(element: Unselective, compiler: Any, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.condition, **kw)}, 0.9)"
+
+
+@compiles(Unselective)
+def _unselective(element: Unselective, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.condition, **kw)
+
+
+def unselective(condition: ColumnElement[bool]) -> Unselective:
+    """`condition`, marked as true for most rows (see Unselective)."""
+    return Unselective(condition)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 

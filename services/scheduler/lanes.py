@@ -82,7 +82,7 @@ def queue_dependents() -> Update:
     dependents = select(DEPENDENCIES.c.job_id).where(db.in_values(DEPENDENCIES.c.depends_on_id, SUCCEEDED_IDS))
     return (
         update(JOBS)
-        .where(job.state == "PENDING", job.id.in_(dependents), dependencies_met())
+        .where(db.unselective(job.state == "PENDING"), job.id.in_(dependents), dependencies_met())
         .values(state="QUEUED")
         .returning(job.id, job.job_id, job.workflow_id, job.attempts, job.error, job.lane_seq)
     )

@@ -4,9 +4,11 @@ PostgreSQL connection that died while idle is replaced, not handed out."""
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 import pytest
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, delete, select, text
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, delete, select, text, update
 
 from services.common import db
 from tests.databases import POSTGRES, fresh_database, postgres_available
@@ -60,3 +62,41 @@ async def test_a_connection_killed_while_idle_is_replaced(engine, monkeypatch):
     async with engine.connect() as connection:  # the ping finds it dead: a new one, no error
         second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     assert second != first
+
+
+async def test_an_unselective_condition_leaves_the_listed_ids_to_pick_the_rows(tmp_path):
+    """SQLite plans without statistics: told nothing, it walks every job of an indexed state
+    (every waiting job) to find the few dependents of the listed jobs; told the state is
+    unselective, it looks the dependents up by id (the scheduler's queue_dependents)."""
+    plans_metadata = MetaData()
+    jobs = Table(
+        "jobs",
+        plans_metadata,
+        Column("id", String(36), primary_key=True),
+        Column("state", String(16), nullable=False),
+        Index("ix_jobs_state", "state"),
+    )
+    edges = Table(
+        "edges",
+        plans_metadata,
+        Column("job_id", String(36), primary_key=True),
+        Column("depends_on_id", String(36), primary_key=True),
+        Index("ix_edges_depends_on", "depends_on_id"),
+    )
+    dependents = select(edges.c.job_id).where(db.in_values(edges.c.depends_on_id, "ids"))
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(plans_metadata.create_all)
+
+            async def plan(condition) -> str:  # type: ignore[no-untyped-def]
+                query = update(jobs).where(condition, jobs.c.id.in_(dependents)).values(state="QUEUED")
+                sql = re.sub(r"\(__\[POSTCOMPILE_ids\]\)", "(?, ?)", str(query.compile(dialect=engine.dialect)))
+                explained = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("QUEUED", "PENDING", "a", "b"))
+                return " ".join(row[-1] for row in explained)
+
+            assert "ix_jobs_state" in await plan(jobs.c.state == "PENDING")
+            looked_up = await plan(db.unselective(jobs.c.state == "PENDING"))
+            assert "ix_jobs_state" not in looked_up and "(id=?)" in looked_up
+    finally:
+        await engine.dispose()
