@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -32,6 +33,8 @@ TILE_WINDOW = 12
 PACE_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
 MAX_CONCURRENT_JOBS = 8
+# Slide files up to this size get their tissue mask on the event loop (see _tiny_file).
+INLINE_MASK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -95,16 +98,21 @@ class Planner:
             await message.ack()
 
     async def _run_job(self, dispatch: messaging_pb2.JobDispatch) -> None:
-        params = json_format.MessageToDict(dispatch.params)
         spans = tracing.tracer(__name__)
         if dispatch.job_type == "tissue_mask":
             with spans.start_as_current_span("tissue mask"):
-                result = await asyncio.to_thread(tissue_mask_result, dispatch)
+                if _tiny_file(dispatch.image_path):
+                    # A few milliseconds of work: the trip to a thread and back would cost
+                    # about as much CPU as the mask itself.
+                    result = tissue_mask_result(dispatch)
+                else:
+                    result = await asyncio.to_thread(tissue_mask_result, dispatch)
             envelope = messaging_pb2.ResultEnvelope(tissue_mask=result)
             await jetstream.publish(
                 self.js, jetstream.results_subject(dispatch.tenant_id, dispatch.id), envelope.SerializeToString()
             )
             return
+        params = json_format.MessageToDict(dispatch.params)
         with spans.start_as_current_span("plan tiles"):
             job = await asyncio.to_thread(self._plan_segmentation, dispatch, params)
         await jetstream.publish(
@@ -208,6 +216,16 @@ def job_plan(dispatch: messaging_pb2.JobDispatch, slide: SlideReader, tissue_fra
         tissue_fraction=tissue_fraction,
         image_path=dispatch.image_path,
     )
+
+
+def _tiny_file(path: str) -> bool:
+    """Whether the slide's file is small enough for its tissue mask to run on the event loop
+    (at most INLINE_MASK_BYTES: even JPEG-compressed, well under a megapixel, milliseconds of
+    mask). Anything that fails here goes the thread's way, where open_slide reports it."""
+    try:
+        return os.stat(path).st_size <= INLINE_MASK_BYTES
+    except (OSError, ValueError):
+        return False
 
 
 def tissue_mask_result(dispatch: messaging_pb2.JobDispatch) -> messaging_pb2.TissueMaskResult:
