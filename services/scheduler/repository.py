@@ -219,10 +219,8 @@ class WorkflowRepository:
             async with writer, self.sessions.begin() as session:
                 session.info[_WRITTEN] = written
                 session.info[_DELETING] = deleting
-                if deleting and self.dialect != "postgresql":
-                    await session.execute(_DELETE_OUTBOX, {"ids": session.info.pop(_DELETING)})
                 yield session
-                if session.info.get(_DELETING):  # no outbox insert took them along
+                if session.info.get(_DELETING):  # no outbox insert took them along (SQLite: none does)
                     await session.execute(_DELETE_OUTBOX, {"ids": session.info.pop(_DELETING)})
         except BaseException:
             self._published = deleting + self._published  # rolled back: still to delete
