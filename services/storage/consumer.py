@@ -22,6 +22,8 @@ from services.storage.merge import AttemptSpool, ResultMerger
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_SECONDS = 0.25
 FETCH_BATCH = 64
+# Tissue-mask results up to this size (mask PNG + GeoJSON) are written on the event loop.
+INLINE_FINALISE_BYTES = 64 * 1024
 
 
 class ResultsConsumer:
@@ -88,7 +90,12 @@ class ResultsConsumer:
         if plan.job_id in self._cancelled:
             return
         with tracing.tracer(__name__).start_as_current_span("finalise results", attributes={"slidelane.job_id": plan.job_id}):
-            succeeded = await asyncio.to_thread(self.merger.finalise_tissue_mask, result)
+            if len(result.mask_png) + len(result.geojson) <= INLINE_FINALISE_BYTES:
+                # Four small files into the page cache (no fsync): the trip to a thread and
+                # back would cost more CPU than writing them.
+                succeeded = self.merger.finalise_tissue_mask(result)
+            else:
+                succeeded = await asyncio.to_thread(self.merger.finalise_tissue_mask, result)
         await self._publish_status(plan.tenant_id, plan.workflow_id, plan.job_id, plan.attempt, succeeded=succeeded)
 
     async def _maybe_finish(self, spool: AttemptSpool) -> bool:
