@@ -15,10 +15,12 @@ Most statements do not even make that one trip: those that cannot wait on a lock
 right here on the event loop, a few microseconds each. Under WAL that is every statement
 of a transaction holding the write lock (BEGIN IMMEDIATE returned: readers never block
 the writer), a read-only transaction's BEGIN (deferred: it takes no lock) and its
-SELECTs, and the end of a read. What may wait still goes to the thread: BEGIN IMMEDIATE
-(another writer may hold the lock), a write's COMMIT (it may checkpoint the WAL, disk
-I/O) and anything outside those transactions. Blocking the loop there could wait on a
-transaction of this process that itself waits for the loop.
+SELECTs, and the end of a read. BEGIN IMMEDIATE is tried here too, without waiting (busy
+timeout 0): the write lock is free nearly always (this process queues its own writers,
+services.scheduler.write_queue). What may wait still goes to the thread: a BEGIN IMMEDIATE
+that found the lock held, a write's COMMIT (it may checkpoint the WAL, disk I/O) and
+anything outside those transactions. Blocking the loop there could wait on a transaction
+of this process that itself waits for the loop.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ class PrefetchingCursor(aiosqlite.Cursor):
             finally:
                 cursor.close()
 
-        if connection.runs_inline(sql):
+        if sql == BEGIN_IMMEDIATE and connection.inline and connection.begin_if_free():
+            self._description, self._rows, self._rowcount, self._lastrowid = None, [], -1, None
+        elif connection.runs_inline(sql):
             self._description, self._rows, self._rowcount, self._lastrowid = execute_and_fetch()
         else:
             self._description, self._rows, self._rowcount, self._lastrowid = await self._execute(execute_and_fetch)
@@ -126,6 +130,7 @@ class PrefetchingConnection(aiosqlite.Connection):
     inline = True
     # The transaction open now, as its BEGIN said: BEGIN_IMMEDIATE, BEGIN_READ or "".
     _began = ""
+    busy_timeout_ms = 30_000  # how long the thread's statements wait for a lock (connect sets it)
 
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]
         # Made here, not on the thread: the sqlite3 cursor comes with each statement.
@@ -145,6 +150,20 @@ class PrefetchingConnection(aiosqlite.Connection):
             return True
         kind = self._open()
         return kind == BEGIN_IMMEDIATE or (kind == BEGIN_READ and sql.lstrip()[:6].upper() == "SELECT")
+
+    def begin_if_free(self) -> bool:
+        """BEGIN IMMEDIATE here if the write lock is free now; False, with nothing begun, if
+        another connection holds it (the caller then waits for it on the thread)."""
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._conn.execute(BEGIN_IMMEDIATE)
+            return True
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
 
     def began(self, sql: str) -> None:
         if sql in (BEGIN_IMMEDIATE, BEGIN_READ):
@@ -176,6 +195,7 @@ async def connect(path: str, busy_timeout: float) -> PrefetchingConnection:
         return sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
 
     connection = PrefetchingConnection(connector, iter_chunk_size=64)
+    connection.busy_timeout_ms = int(busy_timeout * 1000)
     connection._thread.daemon = True  # as SQLAlchemy's dialect: never hold the process open
     return await connection
 

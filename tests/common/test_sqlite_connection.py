@@ -1,7 +1,8 @@
 """SQLite through SQLAlchemy on the prefetching aiosqlite connection (services.common.sqlite_connection):
 what SQLAlchemy reads of a cursor still answers right, errors keep their types and roll
-back, only what may wait on a lock goes to the connection's thread (a write's BEGIN and
-COMMIT), and writers of one process never wait on each other forever."""
+back, only what may wait goes to the connection's thread (a write's COMMIT, and its BEGIN
+when another connection holds the write lock), and writers of one process never wait on
+each other forever."""
 
 from __future__ import annotations
 
@@ -97,12 +98,43 @@ async def test_inside_a_write_transaction_statements_make_no_trip(engine, trips)
             await session.execute(insert(items).values(name=name))
         rows = (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all()
         assert rows == ["p", "q", "r"]
-        assert trips == ["execute_and_fetch"]  # the BEGIN IMMEDIATE the first statement began with
+        assert trips == []  # the write lock was free: even the BEGIN IMMEDIATE ran here
     # The commit went to the thread (it may checkpoint the WAL); the pool's rollback on the
     # returned connection found no transaction open and made no trip.
-    assert trips == ["execute_and_fetch", "commit"]
+    assert trips == ["commit"]
     async with db.session_factory(engine, read_only=True)() as session:
         assert (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all() == ["p", "q", "r"]
+
+
+async def test_a_begin_that_finds_the_write_lock_held_waits_on_the_thread(engine, trips, tmp_path):
+    other = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'items.db'}")
+    try:
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_lock() -> None:
+            async with db.session_factory(other).begin() as session:
+                await session.execute(insert(items).values(name="first"))
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_lock())
+        await holding.wait()
+        trips.clear()
+
+        async def write_second() -> None:
+            async with db.session_factory(engine).begin() as session:
+                await session.execute(insert(items).values(name="second"))
+
+        second = asyncio.create_task(write_second())
+        await asyncio.sleep(0.2)
+        assert not second.done(), "the second writer waits for the lock (the busy timeout is back in force)"
+        assert trips == ["execute_and_fetch"], "its BEGIN IMMEDIATE waits on the thread, not on the loop"
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, second), timeout=10)
+        async with db.session_factory(engine, read_only=True)() as session:
+            assert sorted((await session.execute(select(items.c.name))).scalars().all()) == ["first", "second"]
+    finally:
+        await other.dispose()
 
 
 async def test_writers_on_two_engines_of_one_process_take_turns(engine, tmp_path):
