@@ -17,10 +17,14 @@ of a transaction holding the write lock (BEGIN IMMEDIATE returned: readers never
 the writer), a read-only transaction's BEGIN (deferred: it takes no lock) and its
 SELECTs, and the end of a read. BEGIN IMMEDIATE is tried here too, without waiting (busy
 timeout 0): the write lock is free nearly always (this process queues its own writers,
-services.scheduler.write_queue). What may wait still goes to the thread: a BEGIN IMMEDIATE
-that found the lock held, a write's COMMIT (it may checkpoint the WAL, disk I/O) and
-anything outside those transactions. Blocking the loop there could wait on a transaction
-of this process that itself waits for the loop.
+services.scheduler.write_queue). A write's COMMIT runs here under WAL: with
+synchronous=NORMAL (services.common.db) it appends to the WAL in the page cache and syncs
+nothing, and the checkpoint SQLite would run after some commits (disk I/O, fsync) is
+switched off on these connections and run on the thread every CHECKPOINT_EVERY commits
+instead. What may wait still goes to the thread: a BEGIN IMMEDIATE that found the lock
+held, a COMMIT outside WAL (it needs readers gone) and anything outside those
+transactions. Blocking the loop there could wait on a transaction of this process that
+itself waits for the loop.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import aiosqlite
 
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"  # a write transaction (services.common.db issues these)
 BEGIN_READ = "BEGIN"  # a read-only one
+CHECKPOINT_EVERY = 100  # a connection's write commits between its WAL checkpoints (on its thread)
 
 
 class PrefetchingCursor(aiosqlite.Cursor):
@@ -131,6 +136,8 @@ class PrefetchingConnection(aiosqlite.Connection):
     # The transaction open now, as its BEGIN said: BEGIN_IMMEDIATE, BEGIN_READ or "".
     _began = ""
     busy_timeout_ms = 30_000  # how long the thread's statements wait for a lock (connect sets it)
+    _wal: bool | None = None  # the database's journal mode is WAL (read at the first write commit)
+    _commits = 0
 
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]
         # Made here, not on the thread: the sqlite3 cursor comes with each statement.
@@ -170,11 +177,25 @@ class PrefetchingConnection(aiosqlite.Connection):
             self._began = sql
 
     async def commit(self) -> None:
-        if self._open() == BEGIN_READ and self.inline:
+        kind = self._open()
+        if self.inline and (kind == BEGIN_READ or (kind == BEGIN_IMMEDIATE and self._in_wal())):
             self._conn.commit()
+            if kind == BEGIN_IMMEDIATE:
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0:
+                    await self._execute(self._checkpoint)
         else:
             await super().commit()
         self._began = ""
+
+    def _in_wal(self) -> bool:
+        if self._wal is None:
+            self._wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        return self._wal
+
+    def _checkpoint(self) -> None:
+        # PASSIVE: copies what no reader still needs, waits for nobody.
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def rollback(self) -> None:
         # The pool rolls back every connection it gets back: after a commit there is nothing
@@ -192,7 +213,9 @@ async def connect(path: str, busy_timeout: float) -> PrefetchingConnection:
     check_same_thread=False as SQLAlchemy's dialect asks, since the thread changes hands)."""
 
     def connector() -> sqlite3.Connection:
-        return sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
+        connection = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # PrefetchingConnection.commit checkpoints
+        return connection
 
     connection = PrefetchingConnection(connector, iter_chunk_size=64)
     connection.busy_timeout_ms = int(busy_timeout * 1000)

@@ -1,8 +1,8 @@
 """SQLite through SQLAlchemy on the prefetching aiosqlite connection (services.common.sqlite_connection):
 what SQLAlchemy reads of a cursor still answers right, errors keep their types and roll
-back, only what may wait goes to the connection's thread (a write's COMMIT, and its BEGIN
-when another connection holds the write lock), and writers of one process never wait on
-each other forever."""
+back, only what may wait goes to the connection's thread (a write's BEGIN when another
+connection holds the write lock, the WAL checkpoints), the WAL stays small, and writers of
+one process never wait on each other forever."""
 
 from __future__ import annotations
 
@@ -99,11 +99,23 @@ async def test_inside_a_write_transaction_statements_make_no_trip(engine, trips)
         rows = (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all()
         assert rows == ["p", "q", "r"]
         assert trips == []  # the write lock was free: even the BEGIN IMMEDIATE ran here
-    # The commit went to the thread (it may checkpoint the WAL); the pool's rollback on the
-    # returned connection found no transaction open and made no trip.
-    assert trips == ["commit"]
+    # The commit ran here too (WAL, synchronous=NORMAL: no sync, no checkpoint); the pool's
+    # rollback on the returned connection found no transaction open and made no trip.
+    assert trips == []
     async with db.session_factory(engine, read_only=True)() as session:
         assert (await session.execute(select(items.c.name).order_by(items.c.name))).scalars().all() == ["p", "q", "r"]
+
+
+async def test_the_wal_is_checkpointed_on_the_thread_and_stays_small(engine, trips, tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 5)
+    blob = "x" * 64 * 1024
+    for index in range(40):  # 2.5 MiB of rows: the WAL would hold them all without checkpoints
+        async with db.session_factory(engine).begin() as session:
+            await session.execute(insert(items).values(name=f"{index}-{blob}"))
+    assert trips.count("_checkpoint") == 8 and set(trips) == {"_checkpoint"}
+    assert (tmp_path / "items.db-wal").stat().st_size < 1024 * 1024
+    async with db.session_factory(engine, read_only=True)() as session:
+        assert len((await session.execute(select(items.c.id))).all()) == 40
 
 
 async def test_a_begin_that_finds_the_write_lock_held_waits_on_the_thread(engine, trips, tmp_path):
