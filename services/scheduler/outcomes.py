@@ -209,7 +209,9 @@ _TILE_COUNTS = (
     .group_by(JOBS.c.workflow_id, JOBS.c.state, _PLANNED)
 )
 _UPDATE_JOBS = update_by_id(JOBS, ["state", "error", "tiles_done", "tiles_total", "finished_at", "next_attempt_at"])
-_UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, ["state", "error", "event_seq", "progress_ratio", "finished_at"])
+# What a transaction changes on a locked workflow (save_workflows writes them back).
+SAVED_WORKFLOW_COLUMNS = ("state", "error", "event_seq", "progress_ratio", "finished_at")
+_UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, SAVED_WORKFLOW_COLUMNS)
 INSERT_OUTBOX = OUTBOX.insert()
 
 
@@ -226,7 +228,7 @@ async def lock_workflow_copies(session: AsyncSession, workflow_ids: Sequence[str
 async def save_workflows(session: AsyncSession, workflows: Sequence[LockedWorkflow]) -> None:
     """Write back the locked copies' state, error, event numbering, progress and end."""
     if workflows:
-        await session.execute(_UPDATE_WORKFLOWS, [by_id(_workflow_values(w)) for w in workflows])
+        await session.execute(_UPDATE_WORKFLOWS, [by_id(saved_workflow_values(w)) for w in workflows])
 
 
 async def apply_reports(
@@ -386,15 +388,9 @@ def _job_values(job: _Job) -> dict[str, Any]:
     }
 
 
-def _workflow_values(workflow: LockedWorkflow) -> dict[str, Any]:
-    return {
-        "id": workflow.id,
-        "state": workflow.state,
-        "error": workflow.error,
-        "event_seq": workflow.event_seq,
-        "progress_ratio": workflow.progress_ratio,
-        "finished_at": workflow.finished_at,
-    }
+def saved_workflow_values(workflow: LockedWorkflow) -> dict[str, Any]:
+    """The id and SAVED_WORKFLOW_COLUMNS of a locked copy: what save_workflows writes."""
+    return {"id": workflow.id, **{name: getattr(workflow, name) for name in SAVED_WORKFLOW_COLUMNS}}
 
 
 def _observe_final(job: _Job) -> None:
