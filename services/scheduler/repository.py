@@ -144,6 +144,14 @@ _ADMIT_WORKFLOWS = (
     .where(outcomes.WORKFLOWS.c.id == bindparam("id_"))
     .values(state="RUNNING", queue_position=0, started_at=bindparam("started_at_"), event_seq=bindparam("event_seq_"))
 )
+# GetWorkflow's and GetJob's rows: Core statements built once (plain rows with the mapped
+# classes' attributes), not ORM queries built and loaded per call (a third of GetWorkflow).
+_WORKFLOW_OF_TENANT = select(outcomes.WORKFLOWS).where(
+    outcomes.WORKFLOWS.c.id == bindparam("workflow"), outcomes.WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT)
+)
+_JOB_OF_TENANT = select(outcomes.JOBS).where(
+    outcomes.JOBS.c.id == bindparam("job"), outcomes.JOBS.c.tenant_id == bindparam(lanes.TENANT)
+)
 _QUEUED_WORKFLOWS = (
     select(outcomes.WORKFLOWS.c.tenant_id, outcomes.WORKFLOWS.c.id)
     .where(outcomes.WORKFLOWS.c.state == "QUEUED")
@@ -328,8 +336,7 @@ class WorkflowRepository:
     async def get_workflow(self, tenant: str, workflow_id: str) -> tuple[types_pb2.Workflow, int]:
         """The workflow with its jobs, and the seq of its last event (a watch resumes after it)."""
         async with self.read_sessions() as session:
-            query = select(WorkflowRow).where(WorkflowRow.id == workflow_id, WorkflowRow.tenant_id == tenant)
-            row = (await session.execute(query)).scalar_one_or_none()
+            row = (await session.execute(_WORKFLOW_OF_TENANT, {"workflow": workflow_id, lanes.TENANT: tenant})).first()
             if row is None:
                 raise NotFound(f"workflow {workflow_id!r} not found", field="workflow_id")
             # Jobs read after the workflow row: they are at least as new as event_seq, so a
@@ -363,8 +370,7 @@ class WorkflowRepository:
     async def get_job(self, tenant: str, job_id: str) -> types_pb2.Job:
         """A job by its global id."""
         async with self.read_sessions() as session:
-            query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == tenant)
-            row = (await session.execute(query)).scalar_one_or_none()
+            row = (await session.execute(_JOB_OF_TENANT, {"job": job_id, lanes.TENANT: tenant})).first()
             if row is None:
                 raise NotFound(f"job {job_id!r} not found", field="job_id")
             positions = await self._positions(session, tenant, [row.workflow_id])
