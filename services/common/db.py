@@ -189,9 +189,15 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 
 
 def session_factory(engine: AsyncEngine, read_only: bool = False) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the engine; read_only=True ones must not write (on SQLite they hold no write lock)."""
+    """Sessions on the engine; read_only=True ones must not write (on SQLite they hold no write
+    lock; on PostgreSQL they run outside a transaction)."""
     if read_only:
-        engine = engine.execution_options(**{READ_ONLY: True})
+        options: dict[str, Any] = {READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            # Under READ COMMITTED every statement reads its own snapshot anyway: a read's
+            # BEGIN and ROLLBACK were two round trips that bought nothing.
+            options["isolation_level"] = "AUTOCOMMIT"
+        engine = engine.execution_options(**options)
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -1,6 +1,8 @@
 """services.common.db on both databases: in_values selects what an IN list would (on
-PostgreSQL a list bound as one array, one statement text whatever its length); and a pooled
-PostgreSQL connection that died while idle is replaced, not handed out."""
+PostgreSQL a list bound as one array, one statement text whatever its length); a pooled
+PostgreSQL connection that died while idle is replaced, not handed out; and on PostgreSQL a
+read-only session runs outside any transaction (no BEGIN and ROLLBACK round trips, none left
+open between its statements)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,25 @@ async def test_in_values_on_integers_and_in_a_delete(engine):
         assert deleted.rowcount == 2
         left = (await connection.execute(select(items.c.rank).order_by(items.c.rank))).scalars().all()
     assert left == [1, 2, 4, 5, 6, 7, 8, 9]
+
+
+async def test_a_read_only_session_on_postgresql_runs_outside_a_transaction(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's read sessions keep one snapshot (BEGIN, under WAL)")
+    reads, writes = db.session_factory(engine, read_only=True), db.session_factory(engine)
+    async with reads() as session:
+        assert await session.scalar(select(items.c.rank).where(items.c.id == "item-3")) == 3
+        async with writes.begin() as writer:
+            await writer.execute(update(items).where(items.c.id == "item-3").values(rank=30))
+        # Each statement is its own transaction: a setting local to the transaction is gone
+        # by the next statement, and a commit made since the session's first read shows.
+        await session.execute(text("SELECT set_config('slidelane.probe', 'set', true)"))
+        assert await session.scalar(text("SELECT current_setting('slidelane.probe', true)")) in ("", None)
+        assert await session.scalar(select(items.c.rank).where(items.c.id == "item-3")) == 30
+    async with writes.begin() as writer:  # its pooled connection went back usable for transactions
+        await writer.execute(update(items).where(items.c.id == "item-3").values(rank=3))
+        await writer.execute(text("SELECT set_config('slidelane.probe', 'set', true)"))
+        assert await writer.scalar(text("SELECT current_setting('slidelane.probe', true)")) == "set"
 
 
 async def test_a_connection_killed_while_idle_is_replaced(engine, monkeypatch):
