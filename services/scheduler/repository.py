@@ -21,10 +21,12 @@ the lane rule is in services.scheduler.lanes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, fields
@@ -54,9 +56,16 @@ from services.scheduler.outcomes import (
 from services.scheduler.validation import PlannedJob
 from services.scheduler.write_queue import WriteQueue
 
+log = logging.getLogger(__name__)
 CLAIM_LOCK_KEY = 727_001  # pg_advisory_xact_lock key serialising claims across replicas
 _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")  # built once: text() parses its SQL
 MAX_PAGE_SIZE = 500
+# PostgreSQL: the jobs tables are analysed once this many jobs were created since the last
+# time, or this share of the table if more (see WorkflowRepository._note_created).
+ANALYZE_AFTER_JOBS = 1000
+ANALYZE_AFTER_SHARE = 0.2
+_ANALYZE_JOBS = text("ANALYZE jobs, job_dependencies")
+_JOBS_ESTIMATE = text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'jobs'::regclass")
 
 
 def utcnow() -> datetime:
@@ -245,6 +254,9 @@ class WorkflowRepository:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
+        self._created_since_analyze = 0
+        self._jobs_at_analyze = 0
+        self._analyzing: asyncio.Task[None] | None = None
 
     # ----- locks and reads ------------------------------------------------------
 
@@ -437,7 +449,30 @@ class WorkflowRepository:
             if edges:
                 await session.execute(_INSERT_EDGES, edges)
             await self._insert_outbox(session, outbox)
+        self._note_created(len(plan))
         return workflow_id
+
+    def _note_created(self, jobs: int) -> None:
+        """On PostgreSQL, refresh the planner's statistics of the jobs tables after a burst of
+        new jobs. Autovacuum analyses a table up to a minute after it changed; until then the
+        planner takes the new jobs for a handful, and the statement that queues a finished
+        job's dependents scanned every PENDING job (through index entries of rows long moved
+        on) instead of looking the dependents up: half of the backend's time per report."""
+        if self.dialect != "postgresql":
+            return
+        self._created_since_analyze += jobs
+        due = max(ANALYZE_AFTER_JOBS, ANALYZE_AFTER_SHARE * self._jobs_at_analyze)
+        if self._created_since_analyze >= due and (self._analyzing is None or self._analyzing.done()):
+            self._created_since_analyze = 0
+            self._analyzing = asyncio.create_task(self._analyze())
+
+    async def _analyze(self) -> None:
+        try:
+            async with self.sessions.begin() as session:
+                await session.execute(_ANALYZE_JOBS)
+                self._jobs_at_analyze = int(await session.scalar(_JOBS_ESTIMATE) or 0)
+        except Exception:  # autovacuum will get to it
+            log.warning("analysing the jobs tables failed", exc_info=True)
 
     async def set_tenant_admitted(self, tenant: str, claim_limit: int = 0) -> list[str]:
         """Start every QUEUED workflow of an admitted tenant; returns their ids.

@@ -215,3 +215,30 @@ async def test_a_rolled_back_transaction_hands_nothing_over_and_still_deletes_wh
         await repository.create_workflow(dave, "wf", duplicate, admitted=True)
     assert repository.take_written() == []
     assert await repository.fetch_unpublished(1000) == []
+
+
+async def test_on_postgresql_a_burst_of_new_jobs_gets_the_jobs_tables_analysed(repository, monkeypatch):
+    """Without it the planner takes a burst of new jobs for a handful until autovacuum comes
+    (up to a minute), and queueing a job's dependents scans every waiting job."""
+    from sqlalchemy import text
+
+    from services.scheduler import repository as repository_module
+
+    if repository.dialect != "postgresql":
+        pytest.skip("PostgreSQL's planner statistics")
+    monkeypatch.setattr(repository_module, "ANALYZE_AFTER_JOBS", 20)
+    plan = [PlannedJob(f"j{i}", "tissue_mask", "/s.svs", "main", [f"j{i - 1}"] if i else []) for i in range(10)]
+
+    async def estimated_jobs() -> float:
+        async with repository.sessions() as session:
+            return float(await session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass")))
+
+    await repository.create_workflow("alice", "first", plan)
+    assert repository._analyzing is None and await estimated_jobs() < 0  # never analysed yet
+    await repository.create_workflow("alice", "second", plan)
+    assert repository._analyzing is not None
+    await repository._analyzing
+    assert await estimated_jobs() == 20
+    # The next analysis waits for the next 20 jobs (or a fifth of the table, if more).
+    await repository.create_workflow("alice", "third", plan)
+    assert repository._analyzing.done() and repository._created_since_analyze == 10
