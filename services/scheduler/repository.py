@@ -189,12 +189,15 @@ def _column_arrays(table: Table, names: Sequence[str], prefix: str = "") -> Tabl
 _OUTBOX_NAMES = ("tenant_id", "workflow_id", "seq", "subject", "payload", "headers", "created_at")
 # Prefixed: parameters named as a table's columns would become SET columns of _CLAIM_WRITES' UPDATEs.
 _OUTBOX_ARRAYS = _column_arrays(outcomes.OUTBOX, _OUTBOX_NAMES, "outbox_")
-_INSERT_OUTBOX_ARRAYS_RETURNING = (
-    outcomes.OUTBOX.insert().from_select(list(_OUTBOX_NAMES), select(*_OUTBOX_ARRAYS.c)).returning(*_OUTBOX_WRITTEN)
-)
 _DELETE_OUTBOX = outcomes.OUTBOX.delete().where(db.in_values(outcomes.OUTBOX.c.id, "ids"))
-# PostgreSQL: the published rows deleted by the INSERT's own statement (a round trip fewer).
-_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING = _INSERT_OUTBOX_ARRAYS_RETURNING.add_cte(_DELETE_OUTBOX.cte("published"))
+# PostgreSQL: the published rows deleted by the INSERT's own statement (a round trip fewer;
+# an empty list deletes nothing).
+_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING = (
+    outcomes.OUTBOX.insert()
+    .from_select(list(_OUTBOX_NAMES), select(*_OUTBOX_ARRAYS.c))
+    .returning(*_OUTBOX_WRITTEN)
+    .add_cte(_DELETE_OUTBOX.cte("published"))
+)
 _DELETING = "slidelane_outbox_deleting"  # session.info key: published rows this transaction deletes
 # PostgreSQL: everything a claim writes in one statement: the jobs it started, the workflows
 # it changed, its outbox rows (and the published rows deleted). Empty arrays change nothing,
@@ -289,14 +292,17 @@ class WorkflowRepository:
         if values:
             rows = events.merge_event_rows(values)
             if self.dialect == "postgresql":
-                columns = _outbox_columns(rows)
-                if deleting := session.info.pop(_DELETING, None):
-                    written = await session.execute(_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING, {**columns, "ids": deleting})
-                else:
-                    written = await session.execute(_INSERT_OUTBOX_ARRAYS_RETURNING, columns)
+                await self._write_outbox_postgresql(session, _INSERT_OUTBOX_ARRAYS_DELETING_RETURNING, rows, {})
             else:
-                written = await session.execute(_INSERT_OUTBOX_RETURNING, rows)
-            session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
+                _wrote(session, await session.execute(_INSERT_OUTBOX_RETURNING, rows))
+
+    async def _write_outbox_postgresql(
+        self, session: AsyncSession, statement: Any, rows: list[dict[str, Any]], params: dict[str, Any]
+    ) -> None:
+        """Run a statement that inserts outbox rows from arrays and deletes the published ones
+        (_INSERT_OUTBOX_ARRAYS_DELETING_RETURNING, alone or with more CTEs)."""
+        deleting = session.info.pop(_DELETING, None) or []
+        _wrote(session, await session.execute(statement, {**params, **_outbox_columns(rows), "ids": deleting}))
 
     async def _write_claim(
         self,
@@ -315,16 +321,13 @@ class WorkflowRepository:
             await self._insert_outbox(session, outbox)
             return
         rows = events.merge_event_rows(outbox) if outbox else []
-        deleting = session.info.pop(_DELETING, None) or []
-        if not (started or workflows or rows or deleting):
+        if not (started or workflows or rows or session.info.get(_DELETING)):
             return
-        params: dict[str, Any] = {**_outbox_columns(rows), "ids": deleting}
-        params |= {"started_id": [j.id for j in started], "started_attempts": [j.attempts for j in started]}
+        params: dict[str, Any] = {"started_id": [j.id for j in started], "started_attempts": [j.attempts for j in started]}
         params["started_started_at"] = [now] * len(started)
         saved = [outcomes.saved_workflow_values(w) for w in workflows]
         params |= {f"saved_{name}": [values[name] for values in saved] for name in _SAVED_NAMES}
-        written = await session.execute(_CLAIM_WRITES, params)
-        session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
+        await self._write_outbox_postgresql(session, _CLAIM_WRITES, rows, params)
 
     async def _locked_workflow(self, session: AsyncSession, tenant: str, workflow_id: str) -> WorkflowRow:
         rows = await lock_workflows(session, (WorkflowRow.id == workflow_id) & (WorkflowRow.tenant_id == tenant))
@@ -772,6 +775,11 @@ class WorkflowRepository:
                 )
                 for j in (await session.execute(query)).scalars()
             ]
+
+
+def _wrote(session: AsyncSession, written: Any) -> None:
+    """The outbox rows an INSERT ... RETURNING wrote, for the outbox loop after the commit."""
+    session.info[_WRITTEN].extend(sorted(written, key=lambda row: row.id))
 
 
 def _outbox_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
