@@ -10,6 +10,7 @@ each one is stopped after the test. See tests/cluster.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def to_thread_calls(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The functions asyncio.to_thread is asked to run (their names), run as before."""
+    calls: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(function, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(getattr(function, "__name__", repr(function)))
+        return await real_to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    return calls
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ way; a broken tiny file fails for good, as a broken big one does."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from services.common import jetstream
@@ -29,27 +27,18 @@ def test_only_small_files_count_as_tiny(tmp_path):
     assert not planner._tiny_file(str(tmp_path / "missing.tif"))  # the thread's path reports it
 
 
-async def test_a_mask_inline_or_on_a_thread_is_the_same_result(tmp_path, nats_url, monkeypatch):
+async def test_a_mask_inline_or_on_a_thread_is_the_same_result(tmp_path, nats_url, monkeypatch, to_thread_calls):
     slide = write_test_slide(tmp_path / "tiny.tif", 64, 64, seed=3).path
     nc = await jetstream.connect(nats_url, "tests")
     try:
         js = nc.jetstream()
         await jetstream.ensure_streams(js)
         worker = planner.Planner(js, nc, model_pixel_size=0.5, model_label="test")
-        threads = 0
-        real_to_thread = asyncio.to_thread
-
-        async def counting_to_thread(function, *args):  # type: ignore[no-untyped-def]
-            nonlocal threads
-            threads += 1
-            return await real_to_thread(function, *args)
-
-        monkeypatch.setattr(planner.asyncio, "to_thread", counting_to_thread)
         await worker._run_job(_dispatch(slide, "inline"))
-        assert threads == 0, "a tiny slide's mask stays on the loop"
+        assert len(to_thread_calls) == 0, "a tiny slide's mask stays on the loop"
         monkeypatch.setattr(planner, "INLINE_MASK_BYTES", 0)
         await worker._run_job(_dispatch(slide, "threaded"))
-        assert threads == 1
+        assert to_thread_calls == ["tissue_mask_result"]
 
         subscription = await jetstream.bind(js, jetstream.RESULTS)  # storage's consumer
         messages = await subscription.fetch(2, timeout=5)

@@ -5,8 +5,6 @@ and reports nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from services.common import jetstream
@@ -35,7 +33,7 @@ async def _deliver(js, consumer, results: list[messaging_pb2.TissueMaskResult]) 
         await consumer.handle(message)
 
 
-async def test_small_results_are_written_inline_with_the_same_files_and_status(tmp_path, nats_url, monkeypatch):
+async def test_small_results_are_written_inline_with_the_same_files_and_status(tmp_path, nats_url, monkeypatch, to_thread_calls):
     slide = write_test_slide(tmp_path / "tiny.tif", 64, 64, seed=3).path
     store = LocalDirectoryStore(tmp_path / "results")
     nc = await jetstream.connect(nats_url, "tests")
@@ -43,20 +41,11 @@ async def test_small_results_are_written_inline_with_the_same_files_and_status(t
         js = nc.jetstream()
         await jetstream.ensure_streams(js)
         consumer = storage_consumer.ResultsConsumer(js, nc, ResultMerger(tmp_path / "spool", store))
-        threads = 0
-        real_to_thread = asyncio.to_thread
-
-        async def counting_to_thread(function, *args):  # type: ignore[no-untyped-def]
-            nonlocal threads
-            threads += 1
-            return await real_to_thread(function, *args)
-
-        monkeypatch.setattr(storage_consumer.asyncio, "to_thread", counting_to_thread)
         await _deliver(js, consumer, [_result(slide, "inline")])
-        assert threads == 0, "a small result is written on the loop"
+        assert len(to_thread_calls) == 0, "a small result is written on the loop"
         monkeypatch.setattr(storage_consumer, "INLINE_FINALISE_BYTES", 0)
         await _deliver(js, consumer, [_result(slide, "threaded")])
-        assert threads == 1
+        assert to_thread_calls == ["finalise_tissue_mask"]
 
         status_subscription = await jetstream.bind(js, jetstream.STATUS)  # the scheduler's consumer
         statuses = [messaging_pb2.JobStatus.FromString(m.data) for m in await status_subscription.fetch(2, timeout=5)]
