@@ -86,7 +86,8 @@ def in_values(column: ColumnElement[Any], name: str) -> InValues:
 class Unselective(ColumnElement[bool]):
     """A condition most rows meet, so that the planner does not pick its index: SQLite plans
     without statistics and takes any indexed equality as selective (`state = 'PENDING'` over
-    every waiting job, where the ids beside it name a few). PostgreSQL has statistics."""
+    every waiting job, where the ids beside it name a few). PostgreSQL has statistics (kept
+    fresh after bursts of new jobs: services.scheduler.repository, _note_created)."""
 
     inherit_cache = True
     type = Boolean()
