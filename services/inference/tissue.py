@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,12 +74,85 @@ class TissueMask:
         contours = measure.find_contours(np.pad(region, 1).astype(np.uint8), 0.5)
         if not contours:
             return []
-        contour = max(contours, key=len)
-        contour = measure.approximate_polygon(contour, tolerance=0.75)
+        contour = simplify_polygon(max(contours, key=len), tolerance=0.75)
         # contour is (row, col) in padded mask pixels; mask pixel centres sit at (i + 0.5) * ds
         return [
             [round((c - 1 + ox + 0.5) * self.downsample, 1), round((r - 1 + oy + 0.5) * self.downsample, 1)] for r, c in contour
         ]
+
+
+def simplify_polygon(points: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker on a (row, col) chain, as skimage's approximate_polygon measures it
+    (a point's distance to a segment: perpendicular where it projects inside, else to
+    the nearer end), keeping the first and last points.
+
+    Points in the middle of a straight run are dropped first: a mask's outline is mostly
+    such runs, and Douglas-Peucker never keeps them (distance to a segment is convex
+    along a straight run, so the farthest point is a run's end). The splitting itself
+    runs in plain Python on short spans, where numpy's per-call cost is most of the
+    work; skimage's version took ~0.3 ms on a 64 px square and ~35 ms on a 1,400 point
+    outline, more than the mask it outlines.
+    """
+    if len(points) < 3:
+        return points
+    steps = np.diff(points, axis=0)
+    turns = steps[:-1, 0] * steps[1:, 1] - steps[:-1, 1] * steps[1:, 0]
+    corner = np.ones(len(points), bool)
+    corner[1:-1] = turns != 0
+    points = points[corner]
+    rows, cols = points[:, 0], points[:, 1]
+    row_list, col_list = rows.tolist(), cols.tolist()
+    keep = np.zeros(len(points), bool)
+    keep[0] = keep[-1] = True
+    spans = [(0, len(points) - 1)]
+    while spans:
+        start, end = spans.pop()
+        if end - start < 2:
+            continue
+        r0, c0, r1, c1 = row_list[start], col_list[start], row_list[end], col_list[end]
+        if end - start > NUMPY_SPAN:
+            farthest, distance = _farthest_numpy(rows[start + 1 : end], cols[start + 1 : end], r0, c0, r1, c1)
+        else:
+            farthest, distance = _farthest_python(row_list[start + 1 : end], col_list[start + 1 : end], r0, c0, r1, c1)
+        if distance > tolerance:
+            split = start + 1 + farthest
+            keep[split] = True
+            spans.append((split, end))
+            spans.append((start, split))
+    return points[keep]
+
+
+NUMPY_SPAN = 200  # points between a span's ends above which numpy's vector maths beats the loop
+
+
+def _farthest_python(rows: list[float], cols: list[float], r0: float, c0: float, r1: float, c1: float) -> tuple[int, float]:
+    dr, dc = r1 - r0, c1 - c0
+    length2 = dr * dr + dc * dc
+    length = math.sqrt(length2)
+    best, best_distance = 0, -1.0
+    for index, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        along = (r - r0) * dr + (c - c0) * dc
+        if 0 < along < length2:
+            distance = abs((r - r0) * dc - (c - c0) * dr) / length
+        else:
+            distance = min(math.hypot(r - r0, c - c0), math.hypot(r - r1, c - c1))
+        if distance > best_distance:
+            best, best_distance = index, distance
+    return best, best_distance
+
+
+def _farthest_numpy(rows: np.ndarray, cols: np.ndarray, r0: float, c0: float, r1: float, c1: float) -> tuple[int, float]:
+    dr, dc = r1 - r0, c1 - c0
+    length2 = dr * dr + dc * dc
+    from_r, from_c = rows - r0, cols - c0
+    along = from_r * dr + from_c * dc
+    to_ends = np.minimum(np.hypot(from_r, from_c), np.hypot(rows - r1, cols - c1))
+    if length2 > 0:
+        distance = np.where((along > 0) & (along < length2), np.abs(from_r * dc - from_c * dr) / math.sqrt(length2), to_ends)
+    else:
+        distance = to_ends
+    farthest = int(np.argmax(distance))
+    return farthest, float(distance[farthest])
 
 
 def read_low_resolution(slide: SlideReader, target_side: int = TARGET_SIDE) -> tuple[np.ndarray, float]:
