@@ -231,29 +231,46 @@ async def save_workflows(session: AsyncSession, workflows: Sequence[LockedWorkfl
         await session.execute(_UPDATE_WORKFLOWS, [by_id(saved_workflow_values(w)) for w in workflows])
 
 
+@dataclass
+class AppliedReports:
+    """A batch of reports applied to its jobs (written, dependents queued or failed), with
+    what finish_reports needs to work out the workflows' progress and ends."""
+
+    workflows: dict[str, LockedWorkflow]
+    outcomes: list[JobOutcome]
+    last_final_report: dict[str, int]  # workflow id -> index of its last report that ended a job
+    now: datetime
+
+
 async def apply_reports(
-    session: AsyncSession,
-    reports: Sequence[JobReport],
-    policy: RetryPolicy,
-    now: datetime,
-    outbox: list[dict[str, Any]],
-    locked: dict[str, LockedWorkflow] | None = None,
+    session: AsyncSession, reports: Sequence[JobReport], policy: RetryPolicy, now: datetime, outbox: list[dict[str, Any]]
 ) -> list[JobOutcome]:
     """Apply the reports in order; one outcome per report.
 
     Set-based: a fixed number of statements per batch, whatever its size. The
     workflow progress carried by a batch's JobProgressed events is the one at the
     end of the batch. The event rows are appended to `outbox`, for the caller to insert
-    in the same transaction (their numbers are taken here). With `locked`, the locked
-    workflows are put in it and not written back: the caller writes them (save_workflows)
-    before it commits, once with its own changes.
+    in the same transaction (their numbers are taken here); the locked workflows are
+    written back. apply_job_reports and finish_reports are its two halves, for a caller
+    that does more in between (the status batch's claim).
     """
+    applied = await apply_job_reports(session, reports, policy, now)
+    outbox += await finish_reports(session, applied)
+    await save_workflows(session, [w for w in applied.workflows.values() if w.events])
+    return applied.outcomes
+
+
+async def apply_job_reports(
+    session: AsyncSession, reports: Sequence[JobReport], policy: RetryPolicy, now: datetime
+) -> AppliedReports:
+    """The first half of apply_reports: lock the reports' workflows, change and write their
+    jobs, queue the dependents of the succeeded ones and fail those of the failed ones."""
     job_ids = {JOB_IDS: list({r.job_id for r in reports})}
     workflows = _copies(await session.execute(_LOCK_WORKFLOWS_OF_JOBS, job_ids))
     jobs = {row.id: _Job(**row._mapping) for row in await session.execute(_READ_JOBS, job_ids)}
     outcomes: list[JobOutcome] = []
     changed: dict[str, _Job] = {}
-    last_final_report: dict[str, int] = {}  # workflow id -> index of its last report that ended a job
+    last_final_report: dict[str, int] = {}
     for index, report in enumerate(reports):
         job = jobs.get(report.job_id)
         if job is None or job.tenant_id != report.tenant_id or job.state != "RUNNING" or job.attempts != report.attempt:
@@ -271,19 +288,19 @@ async def apply_reports(
         await _queue_dependents(session, workflows, succeeded)
     for job in failed:
         await _fail_dependents(session, workflows[job.workflow_id], job, now)
-    for workflow_id, workflow_ended in (await _finish_workflows(session, workflows, now)).items():
-        index = last_final_report[workflow_id]
-        outcomes[index] = replace(outcomes[index], workflow_ended=workflow_ended)
-    values = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
-    if values:
-        outbox += values
-    if locked is None:
-        await save_workflows(session, [w for w in workflows.values() if w.events])
-    else:
-        locked.update(workflows)
     for job in [*failed, *(jobs[i] for i in succeeded)]:
         _observe_final(job)
-    return outcomes
+    return AppliedReports(workflows, outcomes, last_final_report, now)
+
+
+async def finish_reports(session: AsyncSession, applied: AppliedReports) -> list[dict[str, Any]]:
+    """The second half of apply_reports: the workflows' progress and ends (marked in the
+    outcomes), and the outbox rows of the batch's events, numbered now. The locked
+    workflows are left for the caller to write (save_workflows)."""
+    for workflow_id, workflow_ended in (await _finish_workflows(session, applied.workflows, applied.now)).items():
+        index = applied.last_final_report[workflow_id]
+        applied.outcomes[index] = replace(applied.outcomes[index], workflow_ended=workflow_ended)
+    return [v for w in applied.workflows.values() for v in events.outbox_event_values(w, w.events, applied.now)]
 
 
 def _apply(workflow: LockedWorkflow, job: _Job, report: JobReport, policy: RetryPolicy, now: datetime) -> JobOutcome:

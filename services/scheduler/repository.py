@@ -28,7 +28,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -569,17 +569,19 @@ class WorkflowRepository:
         limit: int,
         outbox: list[dict[str, Any]] | None = None,
         locked: dict[str, outcomes.LockedWorkflow] | None = None,
+        first_events: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> list[ClaimedJob]:
         """The claim itself; the caller's transaction holds the claim lock (_claim_lock).
 
         `outbox`: rows the caller's transaction still has to write; they go into the
         same INSERT as the claim's own, ahead of them (one statement fewer per batch).
+        `first_events`: more such rows, made once the heads are found (finish_reports'
+        progress counts, off the path from a job's end to its dependent's start) and before
+        the claim numbers its own events.
         `locked`: workflows the caller's transaction has locked and changed but not
-        written yet (apply_reports'): not locked again, and written once, here.
+        written yet (apply_job_reports'): not locked again, and written once, here.
         """
-        outbox = list(outbox or [])
         workflows = dict(locked or {})
-        changed = {w.id for w in workflows.values() if w.events}
         now = self.clock()
         heads = await session.execute(lanes.runnable_heads(limit, _STARTED_NAMES), {lanes.NOW: now})
         jobs = [_Started(**row._mapping) for row in heads]
@@ -605,6 +607,9 @@ class WorkflowRepository:
             # Stamped after the locked re-read, so a job never starts "before" the end of the
             # lane-mate whose commit made it the head (that end was stamped before its commit).
             now = max(now, self.clock())
+        outbox = [*(outbox or []), *(await first_events() if first_events is not None else [])]
+        changed = {w.id for w in workflows.values() if w.events}
+        if jobs:
             started: dict[str, list[events_pb2.WorkflowEvent]] = {}
             for job in jobs:
                 job.state = "RUNNING"
@@ -650,10 +655,13 @@ class WorkflowRepository:
         policy = RetryPolicy(max_attempts, self.backoff_base, self.backoff_cap)
         async with self._transaction() as session:
             await self._claim_lock(session)
-            outbox: list[dict[str, Any]] = []
-            locked: dict[str, outcomes.LockedWorkflow] = {}
-            applied = await outcomes.apply_reports(session, reports, policy, self.clock(), outbox=outbox, locked=locked)
-            return applied, await self._claim(session, claim_limit, outbox, locked)
+            applied = await outcomes.apply_job_reports(session, reports, policy, self.clock())
+            # The batch's progress counts wait until the claim has found the heads it freed:
+            # a round trip fewer between a job's end and its dependent's start.
+            claimed = await self._claim(
+                session, claim_limit, locked=applied.workflows, first_events=lambda: outcomes.finish_reports(session, applied)
+            )
+            return applied.outcomes, claimed
 
     async def record_progress(self, tenant: str, job_id: str, attempt: int, tiles_done: int, tiles_total: int) -> JobOutcome:
         """Tile counts of the running attempt (tiles_done never goes down); other attempts are ignored."""

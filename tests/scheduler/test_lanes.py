@@ -121,8 +121,16 @@ async def test_a_status_batch_starts_what_it_freed_in_the_same_step(repository):
     assert jobs["b"].state == jobs["c"].state == JS.JOB_STATE_RUNNING
     finished = jobs["a"].finished_at.ToDatetime()
     assert jobs["b"].started_at.ToDatetime() >= finished and jobs["c"].started_at.ToDatetime() >= finished
-    dispatched = {r.subject for r in await repository.fetch_unpublished(1000) if r.subject.startswith("dispatch.")}
+    rows = await repository.fetch_unpublished(1000)
+    dispatched = {r.subject for r in rows if r.subject.startswith("dispatch.")}
     assert dispatched == {f"dispatch.{fay}.main", f"dispatch.{fay}.other"}
+    # The batch's events come before the claim's, numbered on: a ends, c is queued, then b and c start.
+    events = [e for e in events_in(rows) if e.workflow_id == workflow_id]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    changes = [(e.job_state_changed.job_id, e.job_state_changed.state) for e in events if e.HasField("job_state_changed")]
+    ended = changes.index(("a", JS.JOB_STATE_SUCCEEDED))
+    assert changes[ended : ended + 2] == [("a", JS.JOB_STATE_SUCCEEDED), ("c", JS.JOB_STATE_QUEUED)]
+    assert sorted(changes[ended + 2 :]) == [("b", JS.JOB_STATE_RUNNING), ("c", JS.JOB_STATE_RUNNING)]
 
 
 @st.composite
