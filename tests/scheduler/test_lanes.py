@@ -133,6 +133,38 @@ async def test_a_status_batch_starts_what_it_freed_in_the_same_step(repository):
     assert sorted(changes[ended + 2 :]) == [("b", JS.JOB_STATE_RUNNING), ("c", JS.JOB_STATE_RUNNING)]
 
 
+async def test_a_join_waits_for_every_dependency_whether_they_end_in_one_batch_or_two(repository):
+    """PostgreSQL writes a batch's job changes and queues the freed dependents in one
+    statement: a dependent is queued only when its last dependency has succeeded, the
+    others in the same batch or before it, and never while one still runs or failed."""
+    gus = new_tenant()
+    jobs = (("a", "x", []), ("b", "y", []), ("c", "z", []), ("ab", "x", ["a", "b"]), ("bc", "y", ["b", "c"]))
+    workflow_id = await start(repository, gus, *jobs)
+    started = {c.job_id: c for c in await repository.claim_runnable(100)}
+    assert sorted(started) == ["a", "b", "c"]
+    done = lambda name: JobReport(gus, started[name].id, started[name].attempt, "succeeded")  # noqa: E731
+    # a alone: ab still waits for b
+    _, claimed = await repository.apply_reports_and_claim([done("a")], max_attempts=1, claim_limit=100)
+    assert claimed == []
+    assert (await jobs_of(repository, workflow_id, gus))["ab"].state == JS.JOB_STATE_PENDING
+    # b and c fail/succeed together: ab (a before, b now) starts; bc does not (c failed)
+    failed_c = JobReport(gus, started["c"].id, started["c"].attempt, "failed", message="broken", permanent=True)
+    _, claimed = await repository.apply_reports_and_claim([done("b"), failed_c], max_attempts=1, claim_limit=100)
+    assert [c.job_id for c in claimed] == ["ab"]
+    states = {name: job.state for name, job in (await jobs_of(repository, workflow_id, gus)).items()}
+    assert states["ab"] == JS.JOB_STATE_RUNNING and states["bc"] == JS.JOB_STATE_UPSTREAM_FAILED
+
+
+async def test_dependencies_ending_in_the_same_batch_start_their_join(repository):
+    hal = new_tenant()
+    workflow_id = await start(repository, hal, ("a", "x", []), ("b", "y", []), ("ab", "z", ["a", "b"]))
+    started = await repository.claim_runnable(100)
+    reports = [JobReport(hal, c.id, c.attempt, "succeeded") for c in started]
+    _, claimed = await repository.apply_reports_and_claim(reports, max_attempts=1, claim_limit=100)
+    assert [c.job_id for c in claimed] == ["ab"]
+    assert (await jobs_of(repository, workflow_id, hal))["ab"].state == JS.JOB_STATE_RUNNING
+
+
 @st.composite
 def lane_workloads(draw):
     """Workflows of two tenants: jobs on 1-3 branches with random dependencies (crossing lanes)."""
