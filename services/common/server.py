@@ -11,6 +11,7 @@ shutdown hooks run (NATS drain, DB dispose).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -116,6 +117,11 @@ class ServiceApp:
         tasks = [asyncio.create_task(job(), name=job.__qualname__) for job in self._background]
         for task in tasks:
             task.add_done_callback(self._background_ended)
+        # What startup made (modules, the model, prepared statements) lives as long as the
+        # process: frozen out of the cyclic collector, a full collection scans only what
+        # serving allocates (a full collection was a ~40 ms pause of the event loop).
+        gc.collect()
+        gc.freeze()
         await self._set_serving(True)
         log.info("%s serving on port %d", self.name, port)
         await self._stop.wait()
