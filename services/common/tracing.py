@@ -121,6 +121,11 @@ def extract(headers: Mapping[str, str] | None) -> otel_context.Context:
     return propagate.extract(dict(headers or {}))
 
 
+def exporting() -> bool:
+    """Whether this process's spans are recorded for an exporter (see SampleWhenExported)."""
+    return _provider is not None and isinstance(_provider.sampler, SampleWhenExported) and _provider.sampler.exporting
+
+
 def in_span() -> bool:
     return trace.get_current_span().get_span_context().is_valid
 
@@ -225,14 +230,16 @@ def fail_span(span: Span, error: BaseException) -> None:
 
 
 def trace_queries(engine: Engine) -> None:
-    """A client span per SQL statement, only inside a traced operation: the polling loops'
-    idle queries, outside any span, would each make a trace of their own."""
+    """A client span per SQL statement, only inside a traced operation (the polling loops'
+    idle queries, outside any span, would each make a trace of their own) and only while
+    spans are exported: nothing else sees a statement's span (it is never made current),
+    and an unrecorded one still cost ids, attributes and the sampler, on every statement."""
     spans = tracer("sqlalchemy")
     system = engine.dialect.name
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if context is None or not in_span():
+        if context is None or not exporting() or not in_span():
             return
         operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
         context._slidelane_span = spans.start_span(

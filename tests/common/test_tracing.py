@@ -99,6 +99,27 @@ async def test_sql_statements_get_spans_only_inside_a_traced_operation(tmp_path,
     assert select.attributes["db.query.text"] == "SELECT 2"
 
 
+async def test_sql_statements_make_no_span_while_nothing_exports(tmp_path, spans, monkeypatch):
+    """Without an exporter a statement's span would be dropped unseen: none is made at all."""
+    made: list[str] = []
+    start_span = tracing.tracer("sqlalchemy").start_span
+    spy = lambda name, **kw: made.append(name) or start_span(name, **kw)  # noqa: E731
+    monkeypatch.setattr(tracing.tracer("sqlalchemy"), "start_span", spy)
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'spans.db'}")
+    try:
+        async with engine.connect() as connection:
+            with TRACER.start_as_current_span("request"):
+                await connection.execute(text("SELECT 1"))
+                assert made[-1] == "SELECT"  # the session's exporter records
+                before = len(made)
+                monkeypatch.setattr(tracing._provider.sampler, "exporting", False)
+                await connection.execute(text("SELECT 2"))
+    finally:
+        await engine.dispose()
+    assert len(made) == before
+    assert [s.attributes["db.query.text"] for s in spans.named("SELECT")] == ["SELECT 1"]
+
+
 def test_with_no_exporter_spans_are_not_recorded_but_still_carry_the_trace():
     """Nothing exports (no OTEL_EXPORTER_OTLP_ENDPOINT): spans cost little, yet the logs'
     trace ids and the traceparent headers still join one trace; adding an exporter records."""
