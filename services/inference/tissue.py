@@ -27,6 +27,7 @@ MIN_TISSUE_UM2 = 10_000.0  # specks smaller than ~100 x 100 um are dust, not tis
 MIN_HOLE_UM2 = 2_500.0  # holes under ~50 x 50 um are within tissue (nuclei-free spots)
 DEFAULT_MPP = 0.5  # when the slide has no pixel size, assume 20x for the size thresholds
 BAND_BYTES = 16 * 2**20  # float pixels of one band read: planning memory stays flat however wide the slide
+NUMPY_SPAN = 200  # outline points between a span's ends above which simplify_polygon uses numpy
 
 
 @dataclass
@@ -120,9 +121,6 @@ def simplify_polygon(points: np.ndarray, tolerance: float) -> np.ndarray:
             spans.append((split, end))
             spans.append((start, split))
     return points[keep]
-
-
-NUMPY_SPAN = 200  # points between a span's ends above which numpy's vector maths beats the loop
 
 
 def _farthest_python(rows: list[float], cols: list[float], r0: float, c0: float, r1: float, c1: float) -> tuple[int, float]:
