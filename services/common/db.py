@@ -217,8 +217,8 @@ def _alembic_config(url: str, migrations_dir: Path, service: str):  # type: igno
     return config
 
 
-async def migrate(url: str, migrations_dir: Path, service: str) -> None:
-    """Upgrade the service's tables to head (idempotent)."""
+async def migrate(url: str, migrations_dir: Path, service: str, revision: str = "head") -> None:
+    """Upgrade the service's tables to `revision` (idempotent)."""
     from alembic import command
 
     config = _alembic_config(url, migrations_dir, service)
@@ -228,7 +228,7 @@ async def migrate(url: str, migrations_dir: Path, service: str) -> None:
 
             def upgrade(sync_connection: Connection) -> None:
                 config.attributes["connection"] = sync_connection
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
 
             await connection.run_sync(upgrade)
     finally:

@@ -130,10 +130,12 @@ class OutboxRow(Base):
 
 
 class LaneSeqRow(Base):
-    """One-row counter handing out lane_seq values.
+    """One-row counter handing out lane_seq values on SQLite.
 
     A counter row, not a database sequence: its row lock makes lane_seq order equal
-    commit order, so a job can never appear ahead of one already claimed.
+    commit order, so a job can never appear ahead of one already claimed. PostgreSQL,
+    where submissions run side by side, takes them from the sequence lane_seq_values
+    under a per-tenant lock instead (WorkflowRepository._take_lane_seqs).
     """
 
     __tablename__ = "lane_seq"

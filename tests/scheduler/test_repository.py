@@ -12,7 +12,9 @@ from services.common import db
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler.models import JobRow, LaneSeqRow, OutboxRow, WorkflowRow
+from services.scheduler.repository import WorkflowRepository
 from services.scheduler.validation import PlannedJob
+from tests.databases import fresh_database, postgres_available
 from tests.scheduler.conftest import MIGRATIONS
 from tests.scheduler.workloads import JS, WS, events_in, jobs_of, new_tenant, running, start
 
@@ -50,6 +52,45 @@ async def test_a_failed_insert_stores_nothing(repository):
         for table in (WorkflowRow, JobRow, OutboxRow):
             assert await session.scalar(select(func.count()).select_from(table)) == 0
         assert await session.scalar(select(LaneSeqRow.value)) == 0
+
+
+async def test_on_postgresql_submissions_wait_only_for_their_own_tenants(repository):
+    """A tenant's submissions take their lane_seq values one at a time, in commit order (a
+    job never lands ahead of a lane-mate already claimed); other tenants' do not wait."""
+    if repository.dialect != "postgresql":
+        pytest.skip("SQLite has one writer: every submission waits its turn")
+    held, other = new_tenant(), new_tenant()
+    async with repository.sessions.begin() as session:
+        # An unfinished submission of `held`: its lane_seq taken, its commit still to come.
+        (taken,) = await repository._take_lane_seqs(session, held, 1)
+        later = asyncio.create_task(start(repository, held, ("a", "main", [])))
+        other_id = await asyncio.wait_for(start(repository, other, ("a", "main", [])), timeout=10)
+        await asyncio.sleep(0.3)
+        assert not later.done(), "the same tenant's next submission waits for the first to commit"
+    later_id = await asyncio.wait_for(later, timeout=10)
+    assert (await jobs_of(repository, other_id, other))["a"].state == JS.JOB_STATE_QUEUED
+    async with repository.read_sessions() as session:
+        (later_seq,) = (await session.execute(select(JobRow.lane_seq).where(JobRow.workflow_id == later_id))).scalars()
+    assert later_seq > taken
+
+
+async def test_on_postgresql_the_migration_carries_lane_seq_on_from_the_counter(tmp_path):
+    if reason := await postgres_available():
+        pytest.skip(reason)
+    async with fresh_database("postgresql", tmp_path) as url:
+        await db.migrate(url, MIGRATIONS, "scheduler", revision="0002")
+        engine = db.create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(LaneSeqRow.__table__.update().values(value=41))
+            await db.migrate(url, MIGRATIONS, "scheduler")
+            repository = WorkflowRepository(db.session_factory(engine), dialect="postgresql")
+            workflow_id = await start(repository, new_tenant(), ("a", "main", []), ("b", "main", ["a"]))
+            async with engine.connect() as connection:
+                seqs = (await connection.execute(select(JobRow.lane_seq).where(JobRow.workflow_id == workflow_id))).scalars()
+                assert sorted(seqs) == [42, 43]
+        finally:
+            await engine.dispose()
 
 
 async def test_another_tenants_ids_are_not_found_everywhere(repository):
