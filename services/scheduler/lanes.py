@@ -39,6 +39,7 @@ WAITING = ("PENDING", "QUEUED")
 NOW = "now"
 SUCCEEDED_IDS = "succeeded_ids"
 TENANT = "tenant"
+TENANTS = "tenants"
 WORKFLOW_IDS = "workflow_ids"
 JOBS = JobRow.__table__
 DEPENDENCIES = JobDependencyRow.__table__
@@ -90,14 +91,14 @@ def queue_dependents() -> Update:
 
 @functools.cache
 def queue_ready_jobs() -> Update:
-    """PENDING -> QUEUED for the jobs of the workflows bound as WORKFLOW_IDS (of the tenant
-    bound as TENANT, all RUNNING now) whose dependencies all SUCCEEDED; returns what
+    """PENDING -> QUEUED for the jobs of the workflows bound as WORKFLOW_IDS (of the tenants
+    bound as TENANTS, all RUNNING now) whose dependencies all SUCCEEDED; returns what
     events need, as queue_dependents."""
     job = JOBS.c
     return (
         update(JOBS)
         .where(
-            job.tenant_id == bindparam(TENANT),
+            db.in_values(job.tenant_id, TENANTS),
             db.in_values(job.workflow_id, WORKFLOW_IDS),
             job.state == "PENDING",
             dependencies_met(),

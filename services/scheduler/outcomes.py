@@ -194,7 +194,7 @@ def _copies(rows: Iterable[Any]) -> dict[str, LockedWorkflow]:
 
 _LOCK_WORKFLOWS_OF_JOBS = _locking(WORKFLOWS.c.id.in_(select(JOBS.c.workflow_id).where(db.in_values(JOBS.c.id, JOB_IDS))))
 _LOCK_WORKFLOWS = _locking(db.in_values(WORKFLOWS.c.id, WORKFLOW_IDS))
-_LOCK_QUEUED_OF_TENANT = _locking((WORKFLOWS.c.tenant_id == bindparam(lanes.TENANT)) & (WORKFLOWS.c.state == "QUEUED"))
+_LOCK_QUEUED_OF_TENANTS = _locking(db.in_values(WORKFLOWS.c.tenant_id, lanes.TENANTS) & (WORKFLOWS.c.state == "QUEUED"))
 _PLANNED = case((JOBS.c.tiles_total > 0, 1), else_=0)
 _TILE_COUNTS = (
     select(
@@ -215,9 +215,9 @@ _UPDATE_WORKFLOWS = update_by_id(WORKFLOWS, SAVED_WORKFLOW_COLUMNS)
 INSERT_OUTBOX = OUTBOX.insert()
 
 
-async def lock_queued_workflows(session: AsyncSession, tenant: str) -> dict[str, LockedWorkflow]:
-    """The tenant's QUEUED workflows, locked (as lock_workflows), as in-memory copies."""
-    return _copies(await session.execute(_LOCK_QUEUED_OF_TENANT, {lanes.TENANT: tenant}))
+async def lock_queued_workflows(session: AsyncSession, tenants: Sequence[str]) -> dict[str, LockedWorkflow]:
+    """The tenants' QUEUED workflows, locked (as lock_workflows), as in-memory copies."""
+    return _copies(await session.execute(_LOCK_QUEUED_OF_TENANTS, {lanes.TENANTS: list(tenants)}))
 
 
 async def lock_workflow_copies(session: AsyncSession, workflow_ids: Sequence[str]) -> dict[str, LockedWorkflow]:

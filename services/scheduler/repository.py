@@ -44,6 +44,7 @@ from services.common import db, metrics, tracing
 from services.common.api.slidelane.v1 import events_pb2, metrics_service_pb2, types_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.scheduler import convert, events, lanes, outcomes
+from services.scheduler.coalesce import Coalescer
 from services.scheduler.convert import FINAL_WORKFLOW_STATES, UNFINISHED
 from services.scheduler.models import JobDependencyRow, JobRow, LaneSeqRow, OutboxRow, WorkflowRow
 from services.scheduler.outcomes import (
@@ -66,6 +67,9 @@ SUBMIT_LOCK_SPACE = 727_003
 _SUBMIT_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
 _NEXT_LANE_SEQS = text("SELECT nextval('lane_seq_values') FROM generate_series(1, :count)")
 MAX_PAGE_SIZE = 500
+# Admissions per transaction at most: a longer one holds up the status batches behind the
+# claim lock (unbounded, 21 tenants went in one: dispatch p99 41-64 ms, against 22-34 ms).
+ADMIT_TOGETHER = 4
 # PostgreSQL: the jobs tables are analysed once this many jobs were created since the last
 # time, or this share of the table if more (see WorkflowRepository._note_created).
 ANALYZE_AFTER_JOBS = 1000
@@ -183,6 +187,8 @@ _MARK_RELEASED = (
 _WRITTEN = "slidelane_outbox_written"  # session.info key: outbox rows this transaction wrote
 _OUTBOX_WRITTEN = [outcomes.OUTBOX.c[name] for name in ("id", "workflow_id", "seq", "subject", "payload", "headers")]
 _INSERT_OUTBOX_RETURNING = outcomes.INSERT_OUTBOX.returning(*_OUTBOX_WRITTEN)
+
+
 # PostgreSQL: the rows as one array per column, unnested, so the statement's text (and its
 # prepared plan) is one whatever the row count, as services.common.db.in_values.
 def _column_arrays(table: Table, names: Sequence[str], prefix: str = "") -> TableValuedAlias:
@@ -272,6 +278,7 @@ class WorkflowRepository:
         self._created_since_analyze = 0
         self._jobs_at_analyze = 0
         self._analyzing: asyncio.Task[None] | None = None
+        self._admit_tenants_together = Coalescer(self._admit_tenants, max_keys=ADMIT_TOGETHER)
 
     # ----- locks and reads ------------------------------------------------------
 
@@ -508,21 +515,30 @@ class WorkflowRepository:
 
         With `claim_limit`, the same transaction then claims up to that many runnable lane
         heads (claim_runnable's work): a new workflow's first jobs start without waiting for
-        the dispatch loop's next transaction, which queues behind every other writer's."""
+        the dispatch loop's next transaction, which queues behind every other writer's.
+        Calls made while another's transaction runs are applied together by the next one
+        (services.scheduler.coalesce): a burst of submissions takes a few transactions."""
+        return await self._admit_tenants_together((tenant, claim_limit))
+
+    async def _admit_tenants(self, calls: list[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+        """set_tenant_admitted for several (tenant, claim_limit) calls in one transaction,
+        claiming up to the largest of their limits."""
+        tenants = sorted({tenant for tenant, _ in calls})
+        claim_limit = max(limit for _, limit in calls)
         now = self.clock()
         async with self._transaction() as session:
             if claim_limit:
                 await self._claim_lock(session)  # first, as every claim takes its locks
-            workflows = await outcomes.lock_queued_workflows(session, tenant)
+            workflows = await outcomes.lock_queued_workflows(session, tenants)
             if not workflows:
-                return []
+                return {call: [] for call in calls}
             for workflow in workflows.values():
                 workflow.state = "RUNNING"
                 workflow.queue_position = 0
                 workflow.events.append(events.workflow_state_changed(workflow))
             # The workflows are RUNNING (in this transaction) before their jobs are QUEUED.
             await outcomes.queue_jobs(
-                session, workflows, lanes.queue_ready_jobs(), {lanes.TENANT: tenant, lanes.WORKFLOW_IDS: list(workflows)}
+                session, workflows, lanes.queue_ready_jobs(), {lanes.TENANTS: tenants, lanes.WORKFLOW_IDS: list(workflows)}
             )
             outbox = [v for w in workflows.values() for v in events.outbox_event_values(w, w.events, now)]
             if claim_limit:
@@ -535,7 +551,10 @@ class WorkflowRepository:
             admitted = [{"id_": w.id, "started_at_": now, "event_seq_": w.event_seq} for w in workflows.values()]
             await session.execute(_ADMIT_WORKFLOWS, admitted)
             await self._insert_outbox(session, outbox)
-            return list(workflows)
+        started: dict[str, list[str]] = {}
+        for workflow in workflows.values():
+            started.setdefault(workflow.tenant_id, []).append(workflow.id)
+        return {call: started.get(call[0], []) for call in calls}
 
     async def update_queue_positions(self, positions: dict[str, int]) -> None:
         """tenant -> its admission queue position, shown on its QUEUED workflows."""

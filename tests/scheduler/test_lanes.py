@@ -93,6 +93,32 @@ async def test_admitting_with_a_claim_starts_the_lane_heads_in_the_same_transact
     assert events[-1].job_state_changed.state == JS.JOB_STATE_RUNNING
 
 
+async def test_a_burst_of_admissions_starts_every_tenants_own_workflows(repository):
+    """Admissions that arrive together are applied together (services.scheduler.coalesce):
+    each call still gets its own tenant's workflows, and every lane head starts once."""
+    tenants = [new_tenant() for _ in range(8)]
+    workflows: dict[str, list[str]] = {}
+    for index, tenant in enumerate(tenants):
+        for _ in range(1 + index % 2):  # every other tenant has two workflows waiting
+            workflow_id = await repository.create_workflow(
+                tenant, "wf", plan(("a", "main", []), ("b", "main", ["a"])), queue_position=1
+            )
+            workflows.setdefault(tenant, []).append(workflow_id)
+    repository.take_written()
+    started = await asyncio.gather(*(repository.set_tenant_admitted(t, claim_limit=100) for t in tenants))
+    assert [sorted(ids) for ids in started] == [sorted(workflows[t]) for t in tenants]
+    for tenant in tenants:
+        for workflow_id in workflows[tenant]:
+            workflow, _ = await repository.get_workflow(tenant, workflow_id)
+            assert workflow.state == WS.WORKFLOW_STATE_RUNNING and workflow.queue_position == 0
+    # One lane per tenant: its first workflow's head runs, the rest waits its turn.
+    dispatched = [r.subject for r in repository.take_written() if not r.seq]
+    assert sorted(dispatched) == sorted(f"dispatch.{t}.main" for t in tenants)
+    for tenant in tenants:
+        assert [j.job_id for j in await running(repository, tenant)] == ["a"]
+    assert await repository.set_tenant_admitted(tenants[0], claim_limit=100) == []  # repeating is harmless
+
+
 async def test_concurrent_claims_never_run_two_jobs_of_one_lane(repository):
     erin = new_tenant()
     for w in range(4):
