@@ -3,7 +3,7 @@
 A burst of CreateWorkflow calls admits one tenant each; each admission takes the claim
 lock (PostgreSQL) or the one writer (SQLite) and claims the tenant's first jobs. One at a
 time they queued behind each other and behind every status batch: of 30 submissions at
-once, the last lane started 1.4-1.6 s after the first submit (0.7-0.8 s applied
+once, the last lane started 1.4-1.6 s after the first submit (0.8-0.9 s applied
 together). Here the first call runs at once, and the calls that arrive while it runs are
 served together by the next run, so a burst costs a few transactions instead of one per
 call, and no call waits for a timer.
