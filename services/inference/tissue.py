@@ -66,8 +66,11 @@ class TissueMask:
             is_hole[background[[0, -1]]] = False
             is_hole[background[:, [0, -1]]] = False
             rings = [self._ring(piece | is_hole[background], oy, ox)]
-            for hole in np.flatnonzero(is_hole):
-                rings.append(self._ring(background == hole, oy, ox))
+            # Each hole outlined within its own box: the outline's cost goes with the box.
+            hole_boxes = ndi.find_objects(background)
+            for hole in np.flatnonzero(is_hole).tolist():
+                box = hole_boxes[hole - 1]
+                rings.append(self._ring(background[box] == hole, oy + box[0].start, ox + box[1].start))
             rings = [r for r in rings if len(r) >= 4]
             if not rings:
                 continue

@@ -4,6 +4,7 @@ replace give (services.inference.tissue: the same pixels, thresholds and polygon
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -11,8 +12,19 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage import filters, morphology
 
+from services.common.slides import open_slide
 from services.inference import tissue
-from services.inference.tissue import TissueMask, close_cross, gaussian_blur, otsu_threshold, without_small_pieces
+from services.inference.tissue import (
+    TissueMask,
+    close_cross,
+    gaussian_blur,
+    mask_from_rgb,
+    otsu_threshold,
+    read_low_resolution,
+    without_small_pieces,
+)
+from tests.inference.tissue_reference import library_geojson, library_mask
+from tests.slides import write_test_slide
 
 shapes = st.tuples(st.integers(1, 48), st.integers(1, 48))
 
@@ -87,36 +99,11 @@ def test_a_piece_of_max_size_goes_and_a_bigger_one_stays() -> None:
     assert not kept[0].any() and kept[5:7, 5:7].all()
 
 
-def geojson_with_scipys_hole_filling(mask: TissueMask) -> str:
-    """The GeoJSON as geojson_text made it with ndi.binary_fill_holes and a second labelling."""
-    features = []
-    labelled, _ = ndi.label(mask.mask)
-    for index, piece_slice in enumerate(ndi.find_objects(labelled), start=1):
-        if piece_slice is None:
-            continue
-        piece = labelled[piece_slice] == index
-        oy, ox = piece_slice[0].start, piece_slice[1].start
-        filled = ndi.binary_fill_holes(piece)
-        rings = [mask._ring(filled, oy, ox)]
-        holes, hole_count = ndi.label(filled & ~piece)
-        rings += [mask._ring(holes == hole, oy, ox) for hole in range(1, hole_count + 1)]
-        rings = [r for r in rings if len(r) >= 4]
-        if rings:
-            features.append(
-                {
-                    "type": "Feature",
-                    "properties": {"objectType": "annotation", "classification": {"name": "Tissue"}},
-                    "geometry": {"type": "Polygon", "coordinates": rings},
-                }
-            )
-    return json.dumps({"type": "FeatureCollection", "features": features})
-
-
 @settings(max_examples=100, deadline=None)
 @given(shape=shapes, density=st.floats(0.3, 0.7), seed=st.integers(0, 2**32 - 1))
 def test_geojson_holes_are_scipys(shape: tuple[int, int], density: float, seed: int) -> None:
     mask = TissueMask(mask=random_mask(shape, density, seed), downsample=4.0, rgb=np.zeros((*shape, 3), np.uint8))
-    assert mask.geojson_text() == geojson_with_scipys_hole_filling(mask)
+    assert mask.geojson_text() == library_geojson(mask)
 
 
 def test_a_ring_of_tissue_has_its_hole() -> None:
@@ -126,3 +113,20 @@ def test_a_ring_of_tissue_has_its_hole() -> None:
     (feature,) = json.loads(TissueMask(mask=mask, downsample=1.0, rgb=np.zeros((12, 12, 3), np.uint8)).geojson_text())["features"]
     exterior, hole = feature["geometry"]["coordinates"]
     assert len(exterior) >= 5 and len(hole) >= 5
+
+
+def test_masks_of_generated_slides_are_the_librarys(tmp_path: Path) -> None:
+    grid = np.random.default_rng(7).random((24, 32)) < 0.45  # ragged pieces with holes
+    slides = [
+        write_test_slide(tmp_path / "tiny.tif", 64, 64, seed=1).path,
+        write_test_slide(tmp_path / "smooth.tif", 4096, 3072, mpp=0.5, tissue=0.35, seed=1).path,
+        write_test_slide(tmp_path / "ragged.tif", 4096, 3072, mpp=0.5, tissue=grid, seed=2).path,
+    ]
+    for path in slides:
+        with open_slide(path) as slide:
+            rgb, downsample = read_low_resolution(slide)
+            mpp = slide.mpp
+        ours = mask_from_rgb(rgb, downsample, mpp)
+        assert ours.mask.any()
+        np.testing.assert_array_equal(ours.mask, library_mask(rgb, downsample, mpp))
+        assert ours.geojson_text() == library_geojson(ours)
