@@ -234,7 +234,7 @@ def mask_from_rgb(rgb: np.ndarray, downsample: float, mpp: float | None) -> Tiss
 # The steps of mask_from_rgb, each the same as the scipy / scikit-image call it replaces
 # (tests/inference/test_tissue_steps.py holds them to it) without that call's argument
 # handling: on the small masks of thumbnails and tiny slides, the wrappers cost more than
-# the pixels (a 64 px slide's mask: 0.52 -> 0.2 ms).
+# the pixels (a 64 px slide's mask: 0.51 -> 0.29 ms, bench/inference/tissue_steps.py).
 _GAUSSIAN_RADIUS = int(4.0 * SMOOTH_SIGMA + 0.5)  # truncate=4.0, as skimage's gaussian
 _GAUSSIAN_WEIGHTS = np.exp(-0.5 / SMOOTH_SIGMA**2 * np.arange(-_GAUSSIAN_RADIUS, _GAUSSIAN_RADIUS + 1) ** 2)
 _GAUSSIAN_WEIGHTS /= _GAUSSIAN_WEIGHTS.sum()
