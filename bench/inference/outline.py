@@ -42,17 +42,25 @@ def longest_outline(path: Path) -> np.ndarray:
     return max(measure.find_contours(np.pad(mask, 1).astype(np.uint8), 0.5), key=len)
 
 
+def generated_slides(root: Path) -> dict[str, Path]:
+    """The tissue benchmarks' slides: a 64 px one (the scheduler benchmark's job) and two
+    8192 x 6144 ones (2048 px masks) with smooth and ragged tissue."""
+    grid = np.random.default_rng(7).random((48, 64)) < 0.45  # ragged pieces with holes
+    return {
+        "64 px slide": write_test_slide(root / "tiny.tif", 64, 64, seed=1).path,
+        "2048 px mask, ellipse": write_test_slide(root / "smooth.tif", 8192, 6144, mpp=0.5, tissue=0.35, seed=1).path,
+        "2048 px mask, ragged": write_test_slide(root / "ragged.tif", 8192, 6144, mpp=0.5, tissue=grid, seed=2).path,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
     tissue.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        tiny = write_test_slide(root / "tiny.tif", 64, 64, seed=1).path
-        smooth = write_test_slide(root / "smooth.tif", 8192, 6144, mpp=0.5, tissue=0.35, seed=1).path
-        grid = np.random.default_rng(7).random((48, 64)) < 0.45  # ragged pieces with holes
-        ragged = write_test_slide(root / "ragged.tif", 8192, 6144, mpp=0.5, tissue=grid, seed=2).path
+        slides = generated_slides(Path(tmp))
+        tiny, smooth, ragged = slides["64 px slide"], slides["2048 px mask, ellipse"], slides["2048 px mask, ragged"]
         print(f"{'outline':28s} {'points':>7s} {'skimage us':>11s} {'ours us':>9s} {'speed-up':>9s} {'vertices':>11s}")
         for name, path in (("64 px slide (square)", tiny), ("2048 px mask, ellipse", smooth), ("2048 px mask, ragged", ragged)):
             outline = longest_outline(path)

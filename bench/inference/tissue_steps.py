@@ -17,13 +17,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from bench.inference.outline import cpu_us
+from bench.inference.outline import cpu_us, generated_slides
 from services.common.slides import open_slide
 from services.inference import tissue
 from tests.inference.tissue_reference import library_geojson, library_mask
-from tests.slides import write_test_slide
 
 
 def main() -> None:
@@ -32,13 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     tissue.warm_up()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        grid = np.random.default_rng(7).random((48, 64)) < 0.45  # ragged pieces with holes
-        slides = {
-            "64 px slide": write_test_slide(root / "tiny.tif", 64, 64, seed=1).path,
-            "2048 px mask, ellipse": write_test_slide(root / "smooth.tif", 8192, 6144, mpp=0.5, tissue=0.35, seed=1).path,
-            "2048 px mask, ragged": write_test_slide(root / "ragged.tif", 8192, 6144, mpp=0.5, tissue=grid, seed=2).path,
-        }
+        slides = generated_slides(Path(tmp))
         print(f"{'view':24s} {'step':8s} {'library us':>11s} {'ours us':>9s} {'speed-up':>9s}")
         for name, path in slides.items():
             with open_slide(path) as slide:
