@@ -8,8 +8,9 @@ at once, as its own client. Celery runs the same shape (a chain per lane, the la
 a group) doing the same work through the same code (the worker's tissue mask and
 storage's result files, see celery_app.py), with the Redis broker at 127.0.0.1:6379. Reported
 for each: throughput (jobs/s, first submit to the last job's recorded end), dispatch
-latency (a dependency's end to its dependent's start, p50/p99) and the CPU each part
-spent per job, for Slidelane on SQLite and on PostgreSQL. With --rounds N the systems
+latency (a dependency's end to its dependent's start, p50/p99; Slidelane's start is the
+dispatch, after which the job may wait for a free planner: that wait is reported beside it)
+and the CPU each part spent per job, for Slidelane on SQLite and on PostgreSQL. With --rounds N the systems
 run N times, interleaved, and each one's median round is reported.
 """
 
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +32,11 @@ from pathlib import Path
 import asyncpg
 import grpc
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.measure import CpuMeter
 from services.common.api.slidelane.v1 import types_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from services.common.settings import METRICS_OFFSET
 from tests.cluster import Cluster, start_cluster
 from tests.databases import POSTGRES
 from tests.slides import write_test_slide
@@ -54,6 +58,12 @@ class Result:
     first_start_ms: float = 0.0
     # First submit to the start of the last lane's first job: when every lane is at work.
     all_started_ms: float = 0.0
+    # Slidelane only: a dispatched (RUNNING) job's wait in the DISPATCH stream until a planner
+    # took it up (job_dispatch_wait_seconds, read off the replicas' histograms, so to bucket
+    # precision). Celery's dispatch latency holds its queue wait: its next task is published
+    # as the previous one ends.
+    queue_wait_p50_ms: float = float("nan")
+    queue_wait_p99_ms: float = float("nan")
     # CPU (user + system) each part spent per job during the run, in ms: where the time goes.
     cpu_ms_per_job: dict[str, float] = field(default_factory=dict)
 
@@ -81,6 +91,40 @@ def postgres_pids() -> dict[str, int]:
         if process.info["name"] == "postgres" and names.get(process.info["ppid"]) != "postgres":
             return {"postgresql": process.pid}
     return {}
+
+
+def dispatch_wait_buckets(cluster: Cluster) -> dict[float, float]:
+    """Cumulative counts of job_dispatch_wait_seconds (tissue_mask) by upper bound, summed
+    over the inference replicas."""
+    buckets: dict[float, float] = {}
+    for name in cluster.services:
+        if not name.startswith("inference-"):
+            continue
+        url = f"http://127.0.0.1:{cluster.service_port(name) + METRICS_OFFSET}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "job_dispatch_wait_seconds_bucket" and sample.labels.get("job_type") == "tissue_mask":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Prometheus' histogram_quantile over the observations between two scrapes (linear
+    within the bucket), in ms."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    if not counts or counts[-1][1] == 0:
+        return float("nan")
+    rank, lower, below = q * counts[-1][1], 0.0, 0.0
+    for bound, cumulative in counts:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            return (lower + (bound - lower) * (rank - below) / max(cumulative - below, 1e-9)) * 1000
+        lower, below = bound, cumulative
+    return lower * 1000
 
 
 def lanes(tenants: int, branches: int) -> list[tuple[str, str]]:
@@ -124,12 +168,14 @@ async def _slidelane(
         # Warm-up, not measured: one short chain through every service (first statements
         # compiled, channels open), as Celery's warm-up chain in run_celery.
         await wait(*(await submit("warmup", "b0", chain=2)))
+        waits_before = dispatch_wait_buckets(cluster)
         meter.start()
         # Every lane is its own client submitting at once, as Celery's group publishes
         # every chain in one call.
         started = time.time()
         submitted = await asyncio.gather(*(submit(tenant, branch) for tenant, branch in lanes(tenants, branches)))
         workflows = [await wait(tenant, workflow_id) for tenant, workflow_id in submitted]
+        waits = dispatch_wait_buckets(cluster)
     latencies, failed, finish_times, start_times = [], 0, [], []
     for workflow in workflows:
         jobs = {j.job_id: j for j in workflow.jobs}
@@ -154,6 +200,8 @@ async def _slidelane(
         failed,
         first_start_ms,
         all_started_ms,
+        histogram_quantile(0.5, waits_before, waits),
+        histogram_quantile(0.99, waits_before, waits),
     )
 
 
@@ -260,7 +308,7 @@ def run_celery(slide: Path, args: argparse.Namespace) -> Result:
             0,
             (first_start - started) * 1000,
             (all_started - started) * 1000,
-            meter.per_job_ms(total),
+            cpu_ms_per_job=meter.per_job_ms(total),
         )
     finally:
         worker.terminate()
@@ -316,12 +364,15 @@ def main() -> None:
                 asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     results = [sorted(rounds, key=lambda r: r.jobs_per_second)[len(rounds) // 2] for rounds in runs.values()]
     print(json.dumps({name: [asdict(r) for r in rounds] for name, rounds in runs.items()}, indent=2))
-    header = f"{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'1st start ms':>14}{'all started ms':>16}"
+    header = (
+        f"{'system':<22}{'jobs':>6}{'s':>8}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'1st start ms':>14}{'all started ms':>16}"
+        f"{'wait p50 ms':>13}{'wait p99 ms':>13}"
+    )
     print(f"\n{header}   (median of {args.rounds} round(s))")
     for r in results:
         print(
             f"{r.system:<22}{r.jobs:>6}{r.seconds:>8.1f}{r.jobs_per_second:>9.1f}{r.dispatch_p50_ms:>9.1f}{r.dispatch_p99_ms:>9.1f}"
-            f"{r.first_start_ms:>14.1f}{r.all_started_ms:>16.1f}"
+            f"{r.first_start_ms:>14.1f}{r.all_started_ms:>16.1f}{r.queue_wait_p50_ms:>13.1f}{r.queue_wait_p99_ms:>13.1f}"
         )
     for r in results:
         print(f"{r.system} CPU ms per job: " + ", ".join(f"{name} {ms}" for name, ms in r.cpu_ms_per_job.items()))

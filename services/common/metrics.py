@@ -11,6 +11,7 @@ method and code, worker replica id; never job or workflow ids.
 | workflow_jobs_active | gauge | | jobs RUNNING now |
 | workflow_queue_depth | gauge | tenant_id, branch | jobs waiting in a lane |
 | job_latency_seconds | histogram | job_type | start to finish of a job |
+| job_dispatch_wait_seconds | histogram | job_type | a dispatched (RUNNING) job's wait in the queue until a planner takes it up |
 | active_users | gauge | | tenants admitted now |
 | admission_queue_length | gauge | | tenants waiting for admission |
 | tiles_processed_total | counter | worker_id | tiles segmented |
@@ -36,6 +37,14 @@ JOB_LATENCY = Histogram(
     "Seconds from a job's start to its end",
     ["job_type"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+# A job is RUNNING from its dispatch; with every planner slot busy it then waits in the
+# DISPATCH stream. This is that wait: when it grows, the workers are too few for the lanes.
+JOB_DISPATCH_WAIT = Histogram(
+    "job_dispatch_wait_seconds",
+    "Seconds a dispatched job waited in the queue until a planner took it up",
+    ["job_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 ACTIVE_USERS = Gauge("active_users", "Tenants admitted now")
 ADMISSION_QUEUE = Gauge("admission_queue_length", "Tenants waiting for admission")

@@ -16,13 +16,14 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.protobuf import json_format
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.common import jetstream, tracing
+from services.common import jetstream, metrics, tracing
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.slides import SlideError, SlideReader, open_slide
 from services.inference.tiling import plan_tiles, slide_normalisation
@@ -79,6 +80,9 @@ class Planner:
         # The span covers planning and the paced publishing of every tile of the job.
         with tracing.consuming(message) as span:
             dispatch = messaging_pb2.JobDispatch.FromString(message.data)
+            # The stream stamped the message when the scheduler published it.
+            waited = (datetime.now(UTC) - message.metadata.timestamp).total_seconds()
+            metrics.JOB_DISPATCH_WAIT.labels(dispatch.job_type).observe(max(waited, 0.0))
             heartbeat = asyncio.create_task(_keep_in_progress(message))
             try:
                 await self._run_job(dispatch)

@@ -1,12 +1,15 @@
 """tissue_mask jobs in the planner, on a real nats-server: a tiny slide's mask is made on the
 event loop (no trip to a thread), a bigger one's on a thread, with the same result either
-way; a broken tiny file fails for good, as a broken big one does."""
+way; a broken tiny file fails for good, as a broken big one does; the wait for a planner is
+measured."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from services.common import jetstream
+from services.common import jetstream, metrics
 from services.common.api.slidelane.internal.v1 import messaging_pb2
 from services.common.slides import SlideError
 from services.inference import planner
@@ -62,3 +65,33 @@ async def test_a_broken_tiny_file_fails_for_good(tmp_path, nats_url):
         assert caught.value.permanent
     finally:
         await nc.close()
+
+
+async def test_the_wait_for_a_planner_is_measured(tmp_path, nats_url):
+    """job_dispatch_wait_seconds: a dispatch that sat in the stream for 0.4 s counts 0.4 s."""
+    slide = write_test_slide(tmp_path / "tiny.tif", 64, 64, seed=3).path
+    waits = metrics.JOB_DISPATCH_WAIT.labels("tissue_mask")
+    count_before, sum_before = _histogram(waits)
+    nc = await jetstream.connect(nats_url, "tests")
+    try:
+        js = nc.jetstream()
+        await jetstream.ensure_streams(js)
+        await js.publish(jetstream.dispatch_subject("alice", "main"), _dispatch(slide, "waited").SerializeToString())
+        await asyncio.sleep(0.4)
+        running = asyncio.create_task(planner.Planner(js, nc, model_pixel_size=0.5, model_label="test").run())
+        try:
+            results = await jetstream.bind(js, jetstream.RESULTS)
+            [message] = await results.fetch(1, timeout=10)
+            assert message.subject.endswith(".waited")
+        finally:
+            running.cancel()
+    finally:
+        await nc.close()
+    count, total = _histogram(waits)
+    assert count == count_before + 1
+    assert 0.4 <= total - sum_before < 5, "the wait runs from the publish to the planner taking the job up"
+
+
+def _histogram(child) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    samples = {s.name: s.value for metric in child.collect() for s in metric.samples}
+    return samples["job_dispatch_wait_seconds_count"], samples["job_dispatch_wait_seconds_sum"]
