@@ -192,13 +192,50 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     await js.update_stream(config)
 
 
+# How long a pull for messages known to be waiting waits for the stream's answer (see
+# Puller): it bounds only a race with another replica that took them first.
+WAITING_PULL_SECONDS = 0.005
+
+
+class Puller:
+    """Batches from a work queue's consumer, each handed over as soon as it has a message.
+
+    Not nats-py's fetch(batch) alone: finding nothing waiting, it can make a lingering pull
+    that holds the first message to come until `batch` have come or the pull expires (a
+    stale status from the previous pull is enough), and on a quiet system a job's every
+    hop (dispatch, result, status) then waited up to a second. So a batch is pulled only
+    while the stream says messages are waiting (num_pending of the last one delivered);
+    otherwise one message is awaited alone, and fetch(1) returns it as it arrives.
+    """
+
+    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+        self.subscription = subscription
+        self._more_waiting = False
+
+    async def fetch(self, batch: int, wait_seconds: float = 1.0) -> list[Msg]:
+        """Up to `batch` messages; [] after `wait_seconds` with none."""
+        messages: list[Msg] = []
+        if self._more_waiting and batch > 1:
+            messages = await self._pull(batch, WAITING_PULL_SECONDS)
+        if not messages:
+            messages = await self._pull(1, wait_seconds)
+            waiting = min(batch - 1, messages[0].metadata.num_pending) if messages else 0
+            if waiting > 0:
+                messages += await self._pull(waiting, WAITING_PULL_SECONDS)
+        self._more_waiting = bool(messages) and messages[-1].metadata.num_pending > 0
+        return messages
+
+    async def _pull(self, batch: int, seconds: float) -> list[Msg]:
+        # nats-py signals "nothing yet" with either its own TimeoutError or asyncio's.
+        try:
+            return await self.subscription.fetch(batch, timeout=seconds)
+        except (NatsTimeoutError, TimeoutError):
+            return []
+
+
 async def fetch_batch(subscription: JetStreamContext.PullSubscription, batch: int, wait_seconds: float = 1.0) -> list[Msg]:
-    """Up to `batch` messages; [] when idle. nats-py signals idleness with either its own
-    TimeoutError or asyncio's, depending on where the wait ends, so both mean "nothing yet"."""
-    try:
-        return await subscription.fetch(batch, timeout=wait_seconds)
-    except (NatsTimeoutError, TimeoutError):
-        return []
+    """One batch from a subscription (a Puller's first), for a single pull."""
+    return await Puller(subscription).fetch(batch, wait_seconds)
 
 
 async def bind(js: JetStreamContext, queue: WorkQueue) -> JetStreamContext.PullSubscription:

@@ -58,7 +58,7 @@ class Planner:
             self._cancelled.add(message.subject.split(".", 2)[2])
 
         await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
-        subscription = await jetstream.bind(self.js, jetstream.DISPATCH)
+        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.DISPATCH))
         running: set[asyncio.Task[None]] = set()
         while True:
             await self._slots.acquire()
@@ -68,7 +68,7 @@ class Planner:
             while not self._slots.locked():
                 await self._slots.acquire()
                 free += 1
-            messages = await jetstream.fetch_batch(subscription, free)
+            messages = await puller.fetch(free)
             for _ in range(free - len(messages)):
                 self._slots.release()
             for message in messages:

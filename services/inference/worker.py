@@ -86,9 +86,9 @@ class TileWorker:
             self._cancelled.add(message.subject.split(".", 2)[2])
 
         await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
-        subscription = await jetstream.bind(self.js, jetstream.TILES)
+        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.TILES))
         while True:
-            messages = await jetstream.fetch_batch(subscription, self.batch_size)
+            messages = await puller.fetch(self.batch_size)
             if not messages:
                 continue
             await self.process(messages)

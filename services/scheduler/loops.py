@@ -156,9 +156,9 @@ class SchedulerLoops:
             await asyncio.sleep(GAUGE_SECONDS)
 
     async def status(self) -> None:
-        subscription = await jetstream.bind(self.js, jetstream.STATUS)
+        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.STATUS))
         while True:
-            messages = await jetstream.fetch_batch(subscription, STATUS_BATCH)
+            messages = await puller.fetch(STATUS_BATCH)
             if not messages:
                 continue
             with tracing.consuming_each(messages):

@@ -44,9 +44,9 @@ class ResultsConsumer:
 
     async def run(self) -> None:
         await self.watch_cancellations()
-        subscription = await jetstream.bind(self.js, jetstream.RESULTS)
+        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.RESULTS))
         while True:
-            messages = await jetstream.fetch_batch(subscription, FETCH_BATCH)
+            messages = await puller.fetch(FETCH_BATCH)
             if not messages:
                 continue
             # Jobs are independent: handle them side by side; one job's messages stay in order,

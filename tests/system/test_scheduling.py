@@ -227,3 +227,21 @@ def test_a_waiting_tenants_queue_position_moves_up_as_slots_free(cluster_factory
     assert seen == [2, 1], f"third tenant's positions while it waited: {seen}"
     for user, workflow in (("first", first), ("second", second), ("third", third)):
         assert wait_final(stub, user, workflow.workflow_id).state == types_pb2.WORKFLOW_STATE_SUCCEEDED
+
+
+def test_tiny_jobs_on_a_quiet_system_are_not_held_between_hops(cluster_factory):
+    """Each hop (dispatch, result, status) takes its message up as it arrives. With nats-py's
+    batch fetch, a lone message reaching an idle consumer could sit until that consumer's
+    1 s pull expired: a 5 ms tissue mask then took 0.4-0.95 s, at one job or more of every
+    chain of six."""
+    cluster = cluster_factory(env={"SLIDELANE_INFERENCE_WORKERS": "1"})
+    tiny = slide(cluster.slide_root, "tiny.tif", width=64, height=64)
+    stub = workflows_stub(cluster.channel())
+    durations = []
+    for _ in range(3):
+        time.sleep(1.5)  # every consumer idle in its pull, as on a quiet system
+        chain = [job(f"j{i}", tiny, deps=[f"j{i - 1}"] if i else []) for i in range(6)]
+        final = wait_final(stub, "quiet", create(stub, "quiet", *chain).workflow_id)
+        assert final.state == types_pb2.WORKFLOW_STATE_SUCCEEDED
+        durations += [seconds(j.finished_at) - seconds(j.started_at) for j in final.jobs]
+    assert max(durations) < 0.3, f"job durations (s): {sorted(round(d, 3) for d in durations)}"
