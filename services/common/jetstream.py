@@ -200,12 +200,13 @@ WAITING_PULL_SECONDS = 0.005
 class Puller:
     """Batches from a work queue's consumer, each handed over as soon as it has a message.
 
-    Not nats-py's fetch(batch) alone: finding nothing waiting, it can make a lingering pull
-    that holds the first message to come until `batch` have come or the pull expires (a
-    stale status from the previous pull is enough), and on a quiet system a job's every
-    hop (dispatch, result, status) then waited up to a second. So a batch is pulled only
-    while the stream says messages are waiting (num_pending of the last one delivered);
-    otherwise one message is awaited alone, and fetch(1) returns it as it arrives.
+    Not nats-py's fetch(batch) alone: when its first request comes back without messages
+    (or with a status left over from an earlier pull), it makes a lingering pull and, once a
+    message comes, waits for the rest of the batch until that pull expires. On a quiet
+    system a job's hops (dispatch, result, status) each waited up to a second that way. So
+    a batch is pulled only while the stream says messages are waiting (num_pending of the
+    last one delivered); otherwise one message is awaited alone, and fetch(1) returns it
+    as it arrives.
     """
 
     def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
