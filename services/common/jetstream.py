@@ -18,8 +18,9 @@ those headers with services.common.tracing.consuming / consuming_each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import nats
@@ -242,3 +243,20 @@ async def fetch_batch(subscription: JetStreamContext.PullSubscription, batch: in
 async def bind(js: JetStreamContext, queue: WorkQueue) -> JetStreamContext.PullSubscription:
     """Bind to a work queue's shared durable consumer."""
     return await js.pull_subscribe_bind(queue.durable, stream=queue.stream)
+
+
+@contextlib.asynccontextmanager
+async def pulling(js: JetStreamContext, queue: WorkQueue) -> AsyncIterator[Puller]:
+    """A Puller on a work queue's shared consumer, unsubscribed when the loop using it ends.
+
+    A pull subscription left subscribed never drains (its queue keeps items nats-py never
+    marks done: expiry notices of pulls that arrive after the fetch gave up, taken off later
+    without task_done), so it held every service's shutdown drain to its timeout.
+    What the loop fetched and did not ack is redelivered to another replica anyway.
+    """
+    subscription = await bind(js, queue)
+    try:
+        yield Puller(subscription)
+    finally:
+        with contextlib.suppress(Exception):  # the connection may be gone already
+            await subscription.unsubscribe()

@@ -58,23 +58,23 @@ class Planner:
             self._cancelled.add(message.subject.split(".", 2)[2])
 
         await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
-        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.DISPATCH))
-        running: set[asyncio.Task[None]] = set()
-        while True:
-            await self._slots.acquire()
-            # As many dispatches as there are free slots in one pull: one pull per job
-            # costs a round trip each when many tiny jobs (tissue masks) queue up.
-            free = 1
-            while not self._slots.locked():
+        async with jetstream.pulling(self.js, jetstream.DISPATCH) as puller:
+            running: set[asyncio.Task[None]] = set()
+            while True:
                 await self._slots.acquire()
-                free += 1
-            messages = await puller.fetch(free)
-            for _ in range(free - len(messages)):
-                self._slots.release()
-            for message in messages:
-                task = asyncio.create_task(self._handle(message))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                # As many dispatches as there are free slots in one pull: one pull per job
+                # costs a round trip each when many tiny jobs (tissue masks) queue up.
+                free = 1
+                while not self._slots.locked():
+                    await self._slots.acquire()
+                    free += 1
+                messages = await puller.fetch(free)
+                for _ in range(free - len(messages)):
+                    self._slots.release()
+                for message in messages:
+                    task = asyncio.create_task(self._handle(message))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
 
     async def _handle(self, message: Msg) -> None:
         # The span covers planning and the paced publishing of every tile of the job.

@@ -86,12 +86,12 @@ class TileWorker:
             self._cancelled.add(message.subject.split(".", 2)[2])
 
         await self.nats.subscribe(jetstream.cancel_subject("*", "*"), cb=on_cancel)
-        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.TILES))
-        while True:
-            messages = await puller.fetch(self.batch_size)
-            if not messages:
-                continue
-            await self.process(messages)
+        async with jetstream.pulling(self.js, jetstream.TILES) as puller:
+            while True:
+                messages = await puller.fetch(self.batch_size)
+                if not messages:
+                    continue
+                await self.process(messages)
 
     async def process(self, messages: list[Msg]) -> None:
         with tracing.consuming_each(messages) as spans:

@@ -156,18 +156,18 @@ class SchedulerLoops:
             await asyncio.sleep(GAUGE_SECONDS)
 
     async def status(self) -> None:
-        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.STATUS))
-        while True:
-            messages = await puller.fetch(STATUS_BATCH)
-            if not messages:
-                continue
-            with tracing.consuming_each(messages):
-                outcomes = await self.apply_status_batch(messages)
-            if outcomes is None:  # applied one by one: nothing claimed yet
-                self.dispatch_wakeup.set()
-            # Admission changes only when a workflow ends (its tenant may be released).
-            if outcomes is None or any(o.workflow_ended for o in outcomes):
-                self.admission_wakeup.set()
+        async with jetstream.pulling(self.js, jetstream.STATUS) as puller:
+            while True:
+                messages = await puller.fetch(STATUS_BATCH)
+                if not messages:
+                    continue
+                with tracing.consuming_each(messages):
+                    outcomes = await self.apply_status_batch(messages)
+                if outcomes is None:  # applied one by one: nothing claimed yet
+                    self.dispatch_wakeup.set()
+                # Admission changes only when a workflow ends (its tenant may be released).
+                if outcomes is None or any(o.workflow_ended for o in outcomes):
+                    self.admission_wakeup.set()
 
     async def apply_status_batch(self, messages: list[Msg]) -> list[JobOutcome] | None:
         """Apply and ack a batch, starting the lane heads it freed at once (a dependency's end

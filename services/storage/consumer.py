@@ -44,17 +44,17 @@ class ResultsConsumer:
 
     async def run(self) -> None:
         await self.watch_cancellations()
-        puller = jetstream.Puller(await jetstream.bind(self.js, jetstream.RESULTS))
-        while True:
-            messages = await puller.fetch(FETCH_BATCH)
-            if not messages:
-                continue
-            # Jobs are independent: handle them side by side; one job's messages stay in order,
-            # so its spool and its finalisation see them one at a time.
-            by_job: dict[str, list[Msg]] = {}
-            for message in messages:
-                by_job.setdefault(message.subject, []).append(message)
-            await asyncio.gather(*(self._handle_in_order(group) for group in by_job.values()))
+        async with jetstream.pulling(self.js, jetstream.RESULTS) as puller:
+            while True:
+                messages = await puller.fetch(FETCH_BATCH)
+                if not messages:
+                    continue
+                # Jobs are independent: handle them side by side; one job's messages stay in order,
+                # so its spool and its finalisation see them one at a time.
+                by_job: dict[str, list[Msg]] = {}
+                for message in messages:
+                    by_job.setdefault(message.subject, []).append(message)
+                await asyncio.gather(*(self._handle_in_order(group) for group in by_job.values()))
 
     async def _handle_in_order(self, messages: list[Msg]) -> None:
         for message in messages:

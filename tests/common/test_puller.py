@@ -64,3 +64,25 @@ async def test_an_idle_wait_ends_empty_after_its_time(results):
     started = time.monotonic()
     assert await puller.fetch(8, wait_seconds=0.5) == []
     assert 0.5 <= time.monotonic() - started < 2.0
+
+
+async def test_a_connection_drains_at_once_after_pulling_ends(nats_url):
+    """A pull subscription's queue keeps items nats-py never marks done (expiry notices that
+    arrive after a fetch gave up, taken off later without task_done), so a connection with
+    it still open never drained: every service's shutdown waited out its drain timeout.
+    pulling() unsubscribes when its loop ends."""
+    nc = await jetstream.connect(nats_url, "tests")
+    js = nc.jetstream()
+    await jetstream.ensure_streams(js)
+    for index in range(3):
+        await js.publish(jetstream.results_subject("alice", f"job-{index}"), b"x")
+    async with jetstream.pulling(js, jetstream.RESULTS) as puller:
+        fetched = await puller.fetch(8, WAIT_SECONDS)
+        await asyncio.gather(*(m.ack() for m in fetched))
+        for _ in range(2):  # idle pulls: their expiry notices arrive after the fetch gave up
+            assert await puller.fetch(8, wait_seconds=0.3) == []
+            await asyncio.sleep(0.2)
+    assert len(fetched) == 3
+    started = time.monotonic()
+    await asyncio.wait_for(nc.drain(), 2.0)
+    assert time.monotonic() - started < 1.0
