@@ -290,6 +290,23 @@ async function main() {
     check("…which jumps past the navigation into the page", afterSkip);
     // the workflow is reachable and openable with the keyboard alone
     await page.locator(`tr[data-workflow-id="${workflowId}"] a`).first().focus();
+    // The list is rebuilt whenever it changes (here: a workflow submitted elsewhere); the
+    // keyboard user's place must survive that.
+    const rowsBefore = await page.locator("tr[data-workflow-id]").count();
+    const submitted = await page.evaluate(
+      async ([user, slide]) => {
+        const reply = await fetch("/api/workflows", {
+          method: "POST",
+          headers: { "X-User-ID": user, "Content-Type": "application/json" },
+          body: JSON.stringify({ name: "from-elsewhere", jobs: [{ job_id: "mask", job_type: "tissue_mask", image_path: slide }] }),
+        });
+        return reply.status;
+      },
+      [ALICE, SLIDE],
+    );
+    await page.waitForFunction((n) => document.querySelectorAll("tr[data-workflow-id]").length > n, rowsBefore);
+    const focusedRow = await page.evaluate(() => document.activeElement?.closest("tr")?.getAttribute("data-workflow-id"));
+    check("the focused workflow keeps focus while the list updates", submitted === 200 && focusedRow === workflowId, `${submitted} ${focusedRow}`);
     await page.keyboard.press("Enter");
     await page.waitForURL(/#\/workflows\/[0-9a-f-]+$/);
     // The new view renders after the URL changes; give it a moment to take focus.

@@ -28,6 +28,9 @@ export function workflowsView({ root, signal, onReconnect }: ViewContext): void 
 
   const render = () => {
     if (!items) return;
+    // The table is rebuilt on every change: keep a keyboard user's place in it (the
+    // focused workflow's link), which would otherwise drop back to the page.
+    const focusedId = document.activeElement?.closest("tr[data-workflow-id]")?.getAttribute("data-workflow-id");
     body.setAttribute("aria-busy", "false");
     clear(body);
     if (items.length === 0) {
@@ -78,6 +81,7 @@ export function workflowsView({ root, signal, onReconnect }: ViewContext): void 
         ),
       ),
     );
+    if (focusedId) body.querySelector<HTMLElement>(`tr[data-workflow-id="${CSS.escape(focusedId)}"] a`)?.focus();
   };
 
   const load = async () => {
