@@ -313,6 +313,12 @@ async function main() {
     await page.waitForFunction(() => document.activeElement?.tagName === "H1", null, { timeout: 5_000 }).catch(() => {});
     const focusedHeading = await page.evaluate(() => document.activeElement?.tagName);
     check("in-app navigation moves focus to the new page's heading", focusedHeading === "H1", String(focusedHeading));
+    // On any page the skip link moves focus past the navigation and stays on that page.
+    const pageUrl = page.url();
+    await page.locator(".skip-link").focus();
+    await page.keyboard.press("Enter");
+    const skipped = await page.evaluate(() => document.activeElement?.id);
+    check("the skip link keeps the page it is on", page.url() === pageUrl && skipped === "main", `${page.url()} ${skipped}`);
 
     // ------------------------------------------------------------ gateway outage
     const stop = process.env.STOP_GATEWAY_CMD;

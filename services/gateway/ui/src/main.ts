@@ -138,4 +138,10 @@ connectivity.subscribe((state) => {
 });
 
 window.addEventListener("hashchange", route);
+// Routes live in the hash, so following the skip link's href="#main" would leave the page
+// (an unknown route falls back to the list, rebuilt): move focus into the page instead.
+document.querySelector(".skip-link")?.addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 route();
