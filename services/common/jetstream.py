@@ -122,9 +122,13 @@ async def connect(
     on_connection_change: Callable[[bool], Awaitable[None]] | None = None,
 ) -> Client:
     """Connect with endless reconnects; on_connection_change(up) follows the link."""
+    client: list[Client] = []
 
     async def disconnected() -> None:
-        log.warning("NATS disconnected")
+        if client and (client[0].is_closed or client[0].is_draining):
+            log.info("NATS connection closed")  # ours, at shutdown: nothing to warn about
+        else:
+            log.warning("NATS disconnected")
         if on_connection_change:
             await on_connection_change(False)
 
@@ -136,16 +140,19 @@ async def connect(
     async def error(exc: Exception) -> None:
         log.warning("NATS error: %s", exc)
 
-    return await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=5,
-        disconnected_cb=disconnected,
-        reconnected_cb=reconnected,
-        error_cb=error,
+    client.append(
+        await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
     )
+    return client[0]
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
