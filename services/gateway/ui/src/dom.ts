@@ -56,6 +56,14 @@ export function clear(el: Element): void {
   while (el.firstChild) el.firstChild.remove();
 }
 
+/** Run `rebuild` (which replaces table rows marked with `attribute`) and put focus back on
+ * the link of the row that had it: a live update must not drop a keyboard user's place. */
+export function keepingRowFocus(container: Element, attribute: string, rebuild: () => void): void {
+  const focused = document.activeElement?.closest(`tr[${attribute}]`)?.getAttribute(attribute);
+  rebuild();
+  if (focused) container.querySelector<HTMLElement>(`tr[${attribute}="${CSS.escape(focused)}"] a`)?.focus();
+}
+
 let uid = 0;
 /** A unique id for label/aria wiring. */
 export function nextId(prefix: string): string {

@@ -3,7 +3,7 @@
 import { isNotFound, problem, workflows } from "../api";
 import { errorBox, loading, progressBar, stateBadge } from "../components";
 import { drawDag, type DagView } from "../dag";
-import { clear, formatTime, h, present } from "../dom";
+import { clear, formatTime, h, keepingRowFocus, present } from "../dom";
 import { JobState, WorkflowState, type Workflow } from "../gen/slidelane/v1/types_pb";
 import type { ViewContext } from "../main";
 import { applyEvent, FINAL_JOB, FINAL_WORKFLOW, jobStateLabel, keepStreaming, workflowStateLabel } from "../state";
@@ -135,17 +135,17 @@ export function workflowDetailView({ root, params, signal, onReconnect }: ViewCo
         h("td", null, done ? h("a", { href: `#/jobs/${job.id}`, "aria-label": `Results of ${job.jobId}` }, "Results") : "—"),
       );
     });
-    const focusedJob = (document.activeElement as HTMLElement | null)?.closest?.("tr")?.getAttribute("data-job-id");
-    table.replaceChildren(
-      h(
-        "table",
-        { class: "table", "data-testid": "job-table" },
-        h("caption", { class: "visually-hidden" }, "Jobs of this workflow"),
-        h("thead", null, h("tr", null, ["Job", "Branch", "Depends on", "State", "Progress", "Attempts", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", null, rows),
+    keepingRowFocus(table, "data-job-id", () =>
+      table.replaceChildren(
+        h(
+          "table",
+          { class: "table", "data-testid": "job-table" },
+          h("caption", { class: "visually-hidden" }, "Jobs of this workflow"),
+          h("thead", null, h("tr", null, ["Job", "Branch", "Depends on", "State", "Progress", "Attempts", "Error", ""].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", null, rows),
+        ),
       ),
     );
-    if (focusedJob) (table.querySelector(`tr[data-job-id="${CSS.escape(focusedJob)}"] a`) as HTMLElement | null)?.focus();
   }
 
   const load = async () => {

@@ -2,7 +2,7 @@
 // applied as they come (and a slow refresh for admission-queue positions).
 import { problem, progress, workflows as api } from "../api";
 import { emptyState, errorBox, loading, progressBar, stateBadge } from "../components";
-import { clear, formatTime, h, plural } from "../dom";
+import { clear, formatTime, h, keepingRowFocus, plural } from "../dom";
 import type { Workflow } from "../gen/slidelane/v1/types_pb";
 import { WorkflowState } from "../gen/slidelane/v1/types_pb";
 import type { ViewContext } from "../main";
@@ -28,60 +28,60 @@ export function workflowsView({ root, signal, onReconnect }: ViewContext): void 
 
   const render = () => {
     if (!items) return;
-    // The table is rebuilt on every change: keep a keyboard user's place in it (the
-    // focused workflow's link), which would otherwise drop back to the page.
-    const focusedId = document.activeElement?.closest("tr[data-workflow-id]")?.getAttribute("data-workflow-id");
+    const shown = items;
     body.setAttribute("aria-busy", "false");
-    clear(body);
-    if (items.length === 0) {
-      body.append(emptyState("You have no workflows yet.", h("a", { href: "#/new" }, "Create your first workflow")));
-      return;
-    }
-    body.append(
-      h(
-        "table",
-        { class: "table", "data-testid": "workflow-table" },
-        h("caption", { class: "visually-hidden" }, "Your workflows, newest first"),
+    // The table is rebuilt on every change; the focused workflow's link keeps focus.
+    keepingRowFocus(body, "data-workflow-id", () => {
+      clear(body);
+      if (shown.length === 0) {
+        body.append(emptyState("You have no workflows yet.", h("a", { href: "#/new" }, "Create your first workflow")));
+        return;
+      }
+      body.append(
         h(
-          "thead",
-          null,
+          "table",
+          { class: "table", "data-testid": "workflow-table" },
+          h("caption", { class: "visually-hidden" }, "Your workflows, newest first"),
           h(
-            "tr",
+            "thead",
             null,
-            ["Name", "State", "Admission", "Progress", "Jobs", "Created"].map((t) => h("th", { scope: "col" }, t)),
+            h(
+              "tr",
+              null,
+              ["Name", "State", "Admission", "Progress", "Jobs", "Created"].map((t) => h("th", { scope: "col" }, t)),
+            ),
+          ),
+          h(
+            "tbody",
+            null,
+            shown.map((wf) => {
+              const label = workflowStateLabel(wf.state);
+              const done = wf.state === WorkflowState.SUCCEEDED;
+              return h(
+                "tr",
+                { "data-workflow-id": wf.workflowId },
+                h("th", { scope: "row" }, h("a", { href: `#/workflows/${wf.workflowId}` }, wf.name || wf.workflowId), h("div", { class: "muted mono" }, wf.workflowId)),
+                h("td", null, stateBadge(label)),
+                h(
+                  "td",
+                  { "data-testid": "queue-position" },
+                  wf.state === WorkflowState.QUEUED && wf.queuePosition > 0
+                    ? `#${wf.queuePosition} in the admission queue`
+                    : FINAL_WORKFLOW.has(wf.state)
+                      ? "—"
+                      : wf.state === WorkflowState.QUEUED
+                        ? "waiting"
+                        : "admitted",
+                ),
+                h("td", null, progressBar(wf.progress, `Progress of ${wf.name || wf.workflowId}`, done)),
+                h("td", null, plural(wf.jobs.length, "job")),
+                h("td", null, formatTime(wf.createdAt)),
+              );
+            }),
           ),
         ),
-        h(
-          "tbody",
-          null,
-          items.map((wf) => {
-            const label = workflowStateLabel(wf.state);
-            const done = wf.state === WorkflowState.SUCCEEDED;
-            return h(
-              "tr",
-              { "data-workflow-id": wf.workflowId },
-              h("th", { scope: "row" }, h("a", { href: `#/workflows/${wf.workflowId}` }, wf.name || wf.workflowId), h("div", { class: "muted mono" }, wf.workflowId)),
-              h("td", null, stateBadge(label)),
-              h(
-                "td",
-                { "data-testid": "queue-position" },
-                wf.state === WorkflowState.QUEUED && wf.queuePosition > 0
-                  ? `#${wf.queuePosition} in the admission queue`
-                  : FINAL_WORKFLOW.has(wf.state)
-                    ? "—"
-                    : wf.state === WorkflowState.QUEUED
-                      ? "waiting"
-                      : "admitted",
-              ),
-              h("td", null, progressBar(wf.progress, `Progress of ${wf.name || wf.workflowId}`, done)),
-              h("td", null, plural(wf.jobs.length, "job")),
-              h("td", null, formatTime(wf.createdAt)),
-            );
-          }),
-        ),
-      ),
-    );
-    if (focusedId) body.querySelector<HTMLElement>(`tr[data-workflow-id="${CSS.escape(focusedId)}"] a`)?.focus();
+      );
+    });
   };
 
   const load = async () => {
